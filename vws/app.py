@@ -1,0 +1,53 @@
+"""The Litestar edge: one ASGI route that receives every path.
+
+Litestar owns the HTTP side and the lifespan; every WebSocket handshake, whatever its path,
+reaches :func:`vws.connection.serve`, which looks the path up in the server's dispatch table.
+Keeping the lookup in our table rather than in Litestar's router is what lets a reload change
+the paths without rebuilding the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Litestar, asgi
+from litestar.types import Receive, Scope, Send
+
+from vws.config import load_config
+from vws.connection import request_path, serve
+from vws.dispatch import compile_table
+from vws.plugins import Hooks, create_manager
+from vws.server import Server
+
+
+def create_app(server: Server) -> Litestar:
+    """A Litestar app serving ``server``'s routes."""
+
+    @asgi("/", is_mount=True, copy_scope=True)
+    async def routes(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await serve(server, scope, receive, send)  # type: ignore[arg-type]
+            return
+        known = request_path(scope) in server.table.routes  # type: ignore[arg-type]
+        status, body = (426, b"this path speaks WebSocket\n") if known else (404, b"not found\n")
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        if known:
+            headers.append((b"upgrade", b"websocket"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    app = Litestar(route_handlers=[routes], on_startup=[server.start], on_shutdown=[server.stop])
+    app.state.vws = server
+    return app
+
+
+def load_server(config_path: str | Path) -> Server:
+    """Load routes.toml, its references and its plugins into a ready :class:`Server`.
+
+    Raises:
+        vws.errors.ConfigError: the file, a reference or a plugin is not usable.
+    """
+    config = load_config(config_path)
+    table = compile_table(config)
+    hooks = Hooks(create_manager(config))
+    return Server(table, hooks)

@@ -1,0 +1,80 @@
+"""The backplane interface: how fan-out reaches clients connected to other nodes.
+
+Each node delivers to its own clients directly and hands the same pre-encoded frame to its
+backplane, which carries it to every other node exactly once. A backplane never delivers a
+node's own publications back to it, so nothing arrives twice. Nodes tell the backplane which
+rooms have local members, so a broker-based backplane subscribes only to those.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Container
+from enum import IntEnum
+
+from msgspec import Struct
+
+
+class Target(IntEnum):
+    ROOM = 0
+    CLIENT = 1
+    BROADCAST = 2
+
+
+class Envelope(Struct, frozen=True, array_like=True):
+    """One frame on its way to other nodes, encoded once at the sender.
+
+    ``path`` is the room's path for ``ROOM``, and for ``BROADCAST`` the one route a
+    route-scoped broadcast stays in ("" for a server-wide broadcast). ``target`` is the room
+    name or the client id. ``exclude`` is a client id that must not receive it (the sender of
+    a broadcast). ``origin`` is the publishing node.
+    """
+
+    kind: Target
+    path: str
+    target: str
+    exclude: str
+    text: str
+    origin: str = ""
+
+
+Receiver = Callable[[Envelope], None]
+
+
+class Backplane(ABC):
+    """Carries envelopes between the nodes of one vws app."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+
+    @abstractmethod
+    async def start(self, receive: Receiver, local_clients: Container[str]) -> None:
+        """Begin delivering other nodes' envelopes to ``receive`` (called on the event loop).
+
+        ``local_clients`` holds the ids of this node's clients, for :meth:`has_client`.
+        """
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop receiving and release the connection."""
+
+    @abstractmethod
+    def publish(self, envelope: Envelope) -> None:
+        """Send to the other nodes; never blocks the caller."""
+
+    @abstractmethod
+    def watch_room(self, path: str, room: str) -> None:
+        """A room gained its first local member: receive its envelopes from now on."""
+
+    @abstractmethod
+    def unwatch_room(self, path: str, room: str) -> None:
+        """A room lost its last local member."""
+
+    def has_client(self, client_id: str) -> bool:
+        """Whether another node holds this client; False when it cannot be known cheaply."""
+        return False
+
+    @property
+    def state(self) -> str:
+        """``ok`` or ``degraded`` (the broker is out of reach; local delivery still works)."""
+        return "ok"

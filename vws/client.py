@@ -1,0 +1,184 @@
+"""The handle a handler gets for the client that sent a frame.
+
+Sending (:meth:`Client.emit`, :meth:`~Client.to_room`, :meth:`~Client.to`,
+:meth:`~Client.broadcast`) only queues an encoded frame and returns, so a handler is never held
+up by a slow receiver. Joining, leaving and closing are awaitable because they consult the
+plugins' hooks or wait for the socket.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from vws.errors import ProtocolError
+from vws.fanout import Outgoing
+from vws.protocol import check_room
+
+if TYPE_CHECKING:
+    from vws.outbox import Outbox
+    from vws.server import Server
+
+
+class Headers(Mapping[str, str]):
+    """The handshake's HTTP headers, looked up case-insensitively; repeats are joined by ", "."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        items: dict[str, str] = {}
+        for name, value in raw:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            items[key] = f"{items[key]}, {text}" if key in items else text
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Client:
+    """One connected WebSocket client.
+
+    Attributes:
+        client_id: an unguessable id, also sent to the client in its ``connected`` frame.
+        path: the route path it connected to.
+        state: a dict the application owns (middleware may store the user here).
+    """
+
+    __slots__ = (
+        "_headers",
+        "_query",
+        "_raw_headers",
+        "_raw_query",
+        "_rooms",
+        "_server",
+        "client_id",
+        "closing",
+        "outbox",
+        "path",
+        "state",
+    )
+
+    def __init__(self, server: Server, path: str, scope: Mapping[str, Any]) -> None:
+        self.client_id = secrets.token_urlsafe(16)
+        self.path = path
+        self.state: dict[str, Any] = {}
+        self._server = server
+        self._raw_headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        self._raw_query: bytes = scope.get("query_string", b"")
+        self._headers: Headers | None = None
+        self._query: dict[str, str] | None = None
+        self._rooms: set[str] = set()
+        #: The send queue; set when the client is accepted (None while middleware runs).
+        self.outbox: Outbox | None = None
+        #: Set once a close has begun; nothing more is queued.
+        self.closing = False
+
+    def __repr__(self) -> str:
+        return f"<Client {self.client_id} on {self.path}>"
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this client is in (a snapshot)."""
+        return frozenset(self._rooms)
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake's headers, case-insensitive."""
+        if self._headers is None:
+            self._headers = Headers(self._raw_headers)
+        return self._headers
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The handshake URL's query parameters (the last value when one is repeated)."""
+        if self._query is None:
+            self._query = dict(parse_qsl(self._raw_query.decode("latin-1"), keep_blank_values=True))
+        return self._query
+
+    def emit(self, event: str, payload: Any = None) -> None:
+        """Send a frame to this client."""
+        self._server.fanout.send(
+            Outgoing(
+                kind="emit",
+                event=event,
+                payload=payload,
+                path=self.path,
+                target=self.client_id,
+                sender=self,
+            )
+        )
+
+    def to_room(self, event: str, room: str, payload: Any = None) -> None:
+        """Send a frame to every member of ``room`` on this path (this client too, if a member)."""
+        self._server.fanout.send(
+            Outgoing(
+                kind="room", event=event, payload=payload, path=self.path, target=room, sender=self
+            )
+        )
+
+    def to(self, client_id: str, event: str, payload: Any = None) -> bool:
+        """Send a frame to one client, on any path; False when no such client is connected."""
+        server = self._server
+        if client_id not in server.hub.clients and not server.backplane.has_client(client_id):
+            return False
+        server.fanout.send(
+            Outgoing(
+                kind="to",
+                event=event,
+                payload=payload,
+                path=self.path,
+                target=client_id,
+                sender=self,
+            )
+        )
+        return True
+
+    def broadcast(self, event: str, payload: Any = None) -> None:
+        """Send a frame to every other client: of every path, or of this path only when the
+        route has ``broadcast = "route"`` (such routes do not hear other paths' broadcasts)."""
+        self._server.fanout.send(
+            Outgoing(kind="broadcast", event=event, payload=payload, path=self.path, sender=self)
+        )
+
+    async def join(self, room: str) -> bool:
+        """Join a room on this path, asking the ``vws_join_room`` hooks first.
+
+        Returns:
+            True when this call added the client; False when it was a member already or the
+            join was refused (a hook raised ``Deny``, or the room limit was reached).
+
+        Raises:
+            ValueError: ``room`` is not a string of 1 to 200 characters.
+        """
+        try:
+            check_room(room)
+        except ProtocolError as exc:
+            raise ValueError(exc.message) from None
+        try:
+            return await self._server.join(self, room)
+        except ProtocolError:
+            return False
+
+    async def leave(self, room: str) -> bool:
+        """Leave a room; False when the client was not in it."""
+        return await self._server.leave(self, room)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection once the frames already queued for it have been sent."""
+        await self._server.close_client(self, code, reason)

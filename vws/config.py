@@ -1,0 +1,289 @@
+"""routes.toml → typed configuration.
+
+The file is parsed once with tomllib and converted section by section into frozen msgspec
+Structs, so that one bad section does not hide the errors of the others. Every problem is
+reported as a :class:`~vws.errors.ConfigIssue` that names the file, the line (found with
+:mod:`vws.toml_lines`, since msgspec reports paths but not lines) and the key path.
+References to Python objects are only checked for shape here; :mod:`vws.dispatch` imports them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from vws import backplane
+from vws.errors import ConfigError, ConfigIssue
+from vws.toml_lines import KeyPath, key_lines, line_of
+
+#: Event names a client may never send and routes.toml may never declare as events.
+PROTOCOL_EVENTS = frozenset(
+    {"joinRoom", "leftRoom", "join-room", "left-room", "connected", "ack", "error"}
+)
+#: Lifecycle names: declared like events, but called on connect and disconnect.
+LIFECYCLE_EVENTS = frozenset({"connect", "disconnect"})
+RESERVED_EVENTS = PROTOCOL_EVENTS | LIFECYCLE_EVENTS
+
+MAX_EVENT_LENGTH = 128
+MAX_ROOM_LENGTH = 200
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Reference = Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][\w.]*(:[\w.]+)?$")]
+
+
+class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The ``[server]`` table: where to listen and every per-connection limit."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    #: Largest message a client may send; bigger ones close the socket with 1009.
+    max_message_bytes: Annotated[int, Meta(ge=128)] = 65536
+    max_rooms_per_client: Annotated[int, Meta(ge=0)] = 100
+    #: Frames queued per client before the slow-consumer policy may act.
+    send_queue: Annotated[int, Meta(ge=1)] = 1024
+    slow_consumer: Literal["disconnect", "drop_oldest"] = "disconnect"
+    allowed_origins: tuple[str, ...] = ()
+    backplane: str = "memory://"
+    #: Keepalive ping interval and the time a pong may take (seconds; 0 turns pings off).
+    ping_interval: Annotated[float, Meta(ge=0)] = 20.0
+    ping_timeout: Annotated[float, Meta(ge=0)] = 20.0
+    #: How long a close frame may wait behind a socket that is not draining (seconds).
+    close_timeout: Annotated[float, Meta(gt=0)] = 5.0
+
+
+class PluginsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The ``[plugins]`` table: which plugin modules to load and their settings."""
+
+    load: tuple[Reference, ...] = ()
+    settings: dict[str, dict[str, Any]] = {}
+
+
+class EventConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One event of a route, in its long form (the short form is just the handler)."""
+
+    handler: Reference
+    schema: Reference | None = None
+
+
+class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One ``[routes."PATH"]`` table."""
+
+    middleware: tuple[Reference, ...] = ()
+    broadcast: Literal["server", "route"] = "server"
+    events: dict[str, EventConfig] = {}
+
+
+class Config(Struct, frozen=True, kw_only=True):
+    """A whole routes.toml, validated, with what is needed to locate its keys later."""
+
+    source: str
+    server: ServerConfig = ServerConfig()
+    plugins: PluginsConfig = PluginsConfig()
+    routes: dict[str, RouteConfig] = {}
+    lines: dict[KeyPath, int] = {}
+
+    @property
+    def root(self) -> Path:
+        """The folder holding routes.toml: importable, so a project's own modules resolve."""
+        return Path(self.source).resolve().parent
+
+    def issue(self, path: KeyPath, message: str) -> ConfigIssue:
+        """A located issue for the key at ``path``."""
+        return ConfigIssue(self.source, line_of(self.lines, path), dotted(path), message)
+
+
+_TOP_LEVEL = {"server": ServerConfig, "plugins": PluginsConfig}
+_MSGSPEC_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)|\(at end of document\)")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def dotted(path: KeyPath) -> str:
+    """Write a key path the way TOML would: ``routes."/ws".events.chat``."""
+    out = ""
+    for part in path:
+        if part.isdigit() and out:
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + (part if _BARE_KEY.match(part) else f'"{part}"')
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate a routes.toml.
+
+    Args:
+        path: the routes.toml to read.
+        environ: where ``VWS_HOST``, ``VWS_PORT`` and ``VWS_BACKPLANE`` are looked up
+            (``os.environ`` by default); they override the file.
+
+    Raises:
+        ConfigError: with one located issue per problem found.
+    """
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(source, 1, "", f"cannot read the file: {exc.strerror}")]) from None
+    return parse_config(text, source, environ=os.environ if environ is None else environ)
+
+
+def parse_config(text: str, source: str, *, environ: Mapping[str, str]) -> Config:
+    """Validate the text of a routes.toml (see :func:`load_config`)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_issue(exc, text, source)]) from None
+    lines = key_lines(text)
+    issues: list[ConfigIssue] = []
+
+    def issue(path: KeyPath, message: str) -> None:
+        issues.append(ConfigIssue(source, line_of(lines, path), dotted(path), message))
+
+    sections: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _TOP_LEVEL:
+            sections[key] = _convert(value, _TOP_LEVEL[key], (key,), issue)
+        elif key == "routes":
+            sections[key] = _convert_routes(value, issue)
+        else:
+            issue((key,), "unknown key: expected one of server, plugins, routes")
+
+    server = sections.get("server") or ServerConfig()
+    server = _apply_environment(server, environ, issues)
+    scheme = server.backplane.partition("://")[0]
+    if scheme not in backplane.SCHEMES:
+        where = ("server", "backplane")
+        expected = ", ".join(f"{s}://" for s in sorted(backplane.SCHEMES))
+        issues.append(
+            ConfigIssue(
+                source,
+                line_of(lines, where),
+                dotted(where),
+                f"unsupported backplane {server.backplane!r}: expected {expected}",
+            )
+        )
+    if issues:
+        raise ConfigError(issues)
+    return Config(
+        source=source,
+        server=server,
+        plugins=sections.get("plugins") or PluginsConfig(),
+        routes=sections.get("routes") or {},
+        lines=lines,
+    )
+
+
+def _convert(value: Any, type_: Any, at: KeyPath, issue: Any) -> Any:
+    """msgspec.convert with its error turned into a located issue (None on failure)."""
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        match = _MSGSPEC_PATH.match(str(exc))
+        assert match is not None
+        message, sub = match["message"], match["path"] or ""
+        rel = tuple(name or index for name, index in _PATH_PART.findall(sub))
+        unknown = re.match(r"Object contains unknown field `(.+)`", message)
+        if unknown:
+            rel = (*rel, unknown[1])
+            message = "unknown key"
+        issue((*at, *rel), _plain(message))
+        return None
+
+
+def _plain(message: str) -> str:
+    """msgspec's wording, made to read as a sentence for a routes.toml author."""
+    message = message.replace("`", "")
+    if message.startswith("Expected "):
+        return "expected " + message[len("Expected ") :]
+    return message[:1].lower() + message[1:]
+
+
+def _convert_routes(value: Any, issue: Any) -> dict[str, RouteConfig] | None:
+    if not isinstance(value, dict):
+        issue(("routes",), f"expected a table of paths, got {type(value).__name__}")
+        return None
+    routes: dict[str, RouteConfig] = {}
+    for path, table in value.items():
+        at: KeyPath = ("routes", path)
+        if not path.startswith("/"):
+            issue(at, "a route path must start with '/'")
+            continue
+        if not isinstance(table, dict):
+            issue(at, f"expected a table, got {type(table).__name__}")
+            continue
+        events_raw = table.get("events", {})
+        route = _convert({k: v for k, v in table.items() if k != "events"}, RouteConfig, at, issue)
+        events = _convert_events(events_raw, (*at, "events"), issue)
+        if route is not None and events is not None:
+            routes[path] = msgspec.structs.replace(route, events=events)
+    return routes
+
+
+def _convert_events(value: Any, at: KeyPath, issue: Any) -> dict[str, EventConfig] | None:
+    if not isinstance(value, dict):
+        issue(at, f"expected a table of events, got {type(value).__name__}")
+        return None
+    events: dict[str, EventConfig] = {}
+    ok = True
+    for name, spec in value.items():
+        where = (*at, name)
+        if not 1 <= len(name) <= MAX_EVENT_LENGTH:
+            issue(where, f"an event name must be 1 to {MAX_EVENT_LENGTH} characters")
+            ok = False
+            continue
+        if name in PROTOCOL_EVENTS:
+            issue(where, "reserved event name: the protocol handles it")
+            ok = False
+            continue
+        if isinstance(spec, str):
+            spec = {"handler": spec}
+        elif not isinstance(spec, dict):
+            issue(where, 'expected "module:function" or a table with handler (and schema)')
+            ok = False
+            continue
+        event = _convert(spec, EventConfig, where, issue)
+        if event is None:
+            ok = False
+        else:
+            events[name] = event
+    return events if ok else None
+
+
+def _apply_environment(
+    server: ServerConfig, environ: Mapping[str, str], issues: list[ConfigIssue]
+) -> ServerConfig:
+    changes: dict[str, Any] = {}
+    if environ.get("VWS_HOST"):
+        changes["host"] = environ["VWS_HOST"]
+    if environ.get("VWS_BACKPLANE"):
+        changes["backplane"] = environ["VWS_BACKPLANE"]
+    port = environ.get("VWS_PORT")
+    if port:
+        if port.isdigit() and int(port) <= 65535:
+            changes["port"] = int(port)
+        else:
+            issues.append(
+                ConfigIssue("environment", 0, "VWS_PORT", f"expected a port number, got {port!r}")
+            )
+    return msgspec.structs.replace(server, **changes) if changes else server
+
+
+def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigIssue:
+    message = str(exc)
+    match = _TOML_POSITION.search(message)
+    line = text.count("\n") + 1
+    if match and match[1]:
+        line = int(match[1])
+    reason = _TOML_POSITION.sub("", message).strip()
+    return ConfigIssue(source, line, "", f"invalid TOML: {reason[:1].lower()}{reason[1:]}")

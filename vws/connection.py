@@ -1,0 +1,331 @@
+"""One WebSocket connection's life over ASGI: handshake, reading frames, answering, closing.
+
+This is the only module that speaks ASGI to a socket. The order at connect is fixed: Origin
+check (HTTP 403), route lookup (close 4404), middleware and ``vws_connect`` (close with the
+refusal's code), then the client is registered, told its id, and the ``connect`` handler runs.
+A refused client is never registered, so no frame, hook or handler ever sees it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+
+from vws.client import Client
+from vws.dispatch import Callback
+from vws.errors import Deny, ProtocolError
+from vws.origin import origin_allowed
+from vws.outbox import Outbox
+from vws.protocol import (
+    CLIENT_RESERVED,
+    JOIN_EVENTS,
+    LEAVE_EVENTS,
+    check_room,
+    decode_frame,
+    encode_frame,
+    error_frame,
+)
+from vws.server import Server
+
+logger = logging.getLogger("vws.connection")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CLOSE_NO_ROUTE = 4404
+CLOSE_TOO_BIG = 1009
+CLOSE_SLOW = 1008
+CLOSE_INTERNAL = 1011
+
+
+def request_path(scope: Scope) -> str:
+    """The URL path of the handshake, as the client wrote it (percent-decoded)."""
+    raw = scope.get("raw_path")
+    if raw:
+        return unquote(raw.decode("latin-1").partition("?")[0])
+    return scope["path"]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one WebSocket from handshake to close (the ASGI app for ``websocket`` scopes)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    table = server.table
+    settings = table.config.server
+    origin = _header(scope, b"origin")
+    if not origin_allowed(origin, _header(scope, b"host"), settings.allowed_origins):
+        logger.warning("refused a handshake from origin %r (HTTP 403)", origin)
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    path = request_path(scope)
+    route = table.routes.get(path)
+    if route is None:
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_NO_ROUTE, "reason": "no such route"})
+        return
+    client = Client(server, path, scope)
+    try:
+        for middleware in route.middleware:
+            await _call(middleware, client)
+        await server.hooks.call("vws_connect", client=client)
+    except Deny as deny:
+        await _refuse(send, deny.code, deny.reason)
+        return
+    except Exception:
+        logger.exception("middleware or a vws_connect hook raised on %s; refusing", path)
+        await _refuse(send, CLOSE_INTERNAL, "internal error")
+        return
+    await send({"type": "websocket.accept"})
+    await Connection(server, client, receive, send).run(route.on_connect)
+
+
+async def _refuse(send: Send, code: int, reason: str) -> None:
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+
+async def _call(callback: Callback, *args: Any) -> Any:
+    result = callback.function(*args)
+    if callback.is_async:
+        result = await result
+    return result
+
+
+class Connection:
+    """An accepted, registered client and the two tasks that move its frames."""
+
+    def __init__(self, server: Server, client: Client, receive: Receive, send: Send) -> None:
+        self.server = server
+        self.client = client
+        self.receive = receive
+        self.send = send
+        settings = server.table.config.server
+        self.close_timeout = settings.close_timeout
+        self.outbox = Outbox(
+            self._send_text,
+            limit=settings.send_queue,
+            drop_oldest=settings.slow_consumer == "drop_oldest",
+            on_slow=self._on_slow,
+        )
+        client.outbox = self.outbox
+        self.writer: asyncio.Task[None] | None = None
+        self.reader: asyncio.Task[Any] | None = None
+        #: Closes the socket of a client given up on as a slow consumer.
+        self.closer: asyncio.Task[None] | None = None
+        self.close_code = 1005
+        self._closed = asyncio.Event()
+        self._stopping = False
+
+    async def _send_text(self, text: str) -> None:
+        await self.send({"type": "websocket.send", "text": text})
+
+    async def run(self, on_connect: Callback | None) -> None:
+        server, client = self.server, self.client
+        self.reader = asyncio.current_task()
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+        server.connections[client.client_id] = self
+        server.hub.register(client.client_id, client.path, self.outbox)
+        self.outbox.put(
+            encode_frame(
+                "connected", {"client_id": client.client_id, "session_id": client.client_id}
+            )
+        )
+        try:
+            if on_connect is not None:
+                await self._observe(on_connect, "connect")
+            await self._read()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            await self._teardown()
+
+    async def _write(self) -> None:
+        try:
+            await self.outbox.run()
+        except Exception:  # the socket is gone; the reader hears of it from the server
+            self.outbox.close()
+
+    async def _read(self) -> None:
+        receive = self.receive
+        client = self.client
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                if text is None:
+                    self._error(
+                        "bad_frame", "binary frames are not supported: send JSON text", None
+                    )
+                    continue
+                limit = self.server.table.config.server.max_message_bytes
+                if len(text) > limit // 4 and len(text.encode()) > limit:
+                    await self.close(CLOSE_TOO_BIG, "message too big")
+                    continue
+                await self.handle(text)
+                if client.closing and self._stopping:
+                    return
+            elif kind == "websocket.disconnect":
+                self.close_code = message.get("code", 1005)
+                return
+
+    async def handle(self, text: str) -> None:
+        """Handle one text frame: decode, refuse or dispatch, then acknowledge or report."""
+        server, client = self.server, self.client
+        try:
+            frame = decode_frame(text)
+        except ProtocolError as error:
+            self._error(error.code, error.message, error.frame_id)
+            return
+        event, frame_id = frame.event, frame.id
+        try:
+            if event in CLIENT_RESERVED:
+                raise ProtocolError("reserved_event", f"{event!r} is reserved and cannot be sent")
+            if server.hooks.message:
+                await self._message_hooks(event, frame.payload)
+            if event in JOIN_EVENTS:
+                room = check_room(frame.room)
+                await server.join(client, room)
+                result: Any = {"room": room}
+            elif event in LEAVE_EVENTS:
+                room = check_room(frame.room)
+                await server.leave(client, room)
+                result = {"room": room}
+            else:
+                result = await self._dispatch(event, frame.payload)
+        except ProtocolError as error:
+            self._error(error.code, error.message, frame_id)
+        except Deny as deny:
+            self._error(deny.error_code, deny.reason, frame_id)
+        except Exception:
+            logger.exception("handler for %r on %s raised", event, client.path)
+            self._error("handler_error", f"the handler for {event!r} failed", frame_id)
+        else:
+            if frame_id is not None:
+                try:
+                    ack = encode_frame("ack", result, frame_id)
+                except TypeError:
+                    logger.exception("handler for %r returned a value JSON cannot carry", event)
+                    self._error("handler_error", f"the handler for {event!r} failed", frame_id)
+                    return
+                server.fanout.send_own(client.client_id, ack)
+
+    async def _message_hooks(self, event: str, payload: Any) -> None:
+        try:
+            await self.server.hooks.call(
+                "vws_message", client=self.client, event=event, payload=payload
+            )
+        except Deny:
+            raise
+        except Exception:
+            logger.exception("a vws_message hook raised; the frame is refused")
+            raise Deny("refused by a plugin") from None
+
+    async def _dispatch(self, event: str, payload: Any) -> Any:
+        route = self.server.table.routes.get(self.client.path)
+        target = route.events.get(event) if route is not None else None
+        if target is None:
+            raise ProtocolError("unknown_event", f"no handler for {event!r} on {self.client.path}")
+        if target.schema is not None:
+            try:
+                payload = msgspec.convert(payload, target.schema)
+            except msgspec.ValidationError as exc:
+                raise ProtocolError("invalid_payload", str(exc)) from None
+        return await _call(target.handler, self.client, payload)
+
+    def _error(self, code: str, message: str, frame_id: int | str | None) -> None:
+        self.server.fanout.send_own(self.client.client_id, error_frame(code, message, frame_id))
+
+    async def _observe(self, callback: Callback, name: str) -> None:
+        try:
+            await _call(callback, self.client)
+        except Exception:
+            logger.exception("%s handler %s raised", name, callback.reference)
+
+    def _on_slow(self) -> None:
+        """The socket stopped draining and the queue is full: give up on this client now."""
+        logger.warning(
+            "client %s on %s is not reading: closing with 1008",
+            self.client.client_id,
+            self.client.path,
+        )
+        self.client.closing = True
+        loop = asyncio.get_running_loop()
+        # Unregistering now could change a room while its delivery loop is iterating it.
+        loop.call_soon(self._unregister)
+        if self.writer is not None:
+            self.writer.cancel()
+        self.closer = loop.create_task(self._close_socket(CLOSE_SLOW, "slow consumer"))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send what is queued, then the close frame; give up on a socket that will not drain."""
+        if self.client.closing:
+            await self._closed.wait()
+            return
+        self.client.closing = True
+        self.outbox.close()
+        if self.writer is not None:
+            done, _ = await asyncio.wait([self.writer], timeout=self.close_timeout)
+            if not done:
+                self.writer.cancel()
+        await self._close_socket(code, reason)
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        self.close_code = code
+        try:
+            await asyncio.wait_for(
+                self.send({"type": "websocket.close", "code": code, "reason": reason}),
+                self.close_timeout,
+            )
+        except (TimeoutError, Exception):
+            # The close frame could not be written: stop reading; the server drops the socket.
+            self._stopping = True
+            if self.reader is not None and self.reader is not asyncio.current_task():
+                self.reader.cancel()
+        finally:
+            self._closed.set()
+
+    def _unregister(self) -> None:
+        client = self.client
+        if self.server.connections.get(client.client_id) is self:
+            del self.server.connections[client.client_id]
+            self.server.hub.unregister(client.client_id, client.path, client._rooms)
+
+    async def _teardown(self) -> None:
+        client, server = self.client, self.server
+        client.closing = True
+        self.outbox.close()
+        if self.writer is not None and not self.writer.done():
+            self.writer.cancel()
+        rooms = sorted(client._rooms)
+        self._unregister()
+        client._rooms.clear()
+        self._closed.set()
+        for room in rooms:
+            await server.hooks.observe("vws_leave_room", client=client, room=room)
+        await server.hooks.observe("vws_disconnect", client=client, code=self.close_code)
+        route = server.table.routes.get(client.path)
+        if route is not None and route.on_disconnect is not None:
+            await self._observe(route.on_disconnect, "disconnect")
+        if self.writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.writer

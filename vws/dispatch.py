@@ -1,0 +1,159 @@
+"""The compiled dispatch table: path → route → event → handler.
+
+A :class:`DispatchTable` is built once from a :class:`~vws.config.Config` and never changed:
+every reference is imported and checked while compiling, so serving a frame is two dictionary
+lookups. Replacing the server's table is a single assignment, which is what lets a reload
+happen under live traffic.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+import msgspec
+import msgspec.inspect
+
+from vws.config import Config, KeyPath
+from vws.errors import ConfigError, ConfigIssue, UnresolvedReference
+from vws.references import importable, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """A resolved handler or middleware, with what the hot path needs to call it."""
+
+    reference: str
+    function: Callable[..., Any]
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventRoute:
+    """One event of a route: its handler and the type its payload is converted to."""
+
+    name: str
+    handler: Callback
+    schema: Any | None = None
+    schema_reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One WebSocket path."""
+
+    path: str
+    events: Mapping[str, EventRoute]
+    middleware: tuple[Callback, ...] = ()
+    broadcast: Literal["server", "route"] = "server"
+    on_connect: Callback | None = None
+    on_disconnect: Callback | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchTable:
+    """Everything a running server looks up per frame, compiled from one routes.toml."""
+
+    config: Config
+    routes: Mapping[str, Route]
+
+    @property
+    def route_scoped(self) -> frozenset[str]:
+        """Paths with ``broadcast = "route"``: their own broadcast domains."""
+        return frozenset(p for p, r in self.routes.items() if r.broadcast == "route")
+
+
+def compile_table(config: Config) -> DispatchTable:
+    """Import every reference of ``config`` and build its dispatch table.
+
+    Raises:
+        ConfigError: with a located issue for each reference that does not import or does
+            not fit (not callable, wrong signature, a schema that is not a type).
+    """
+    importable(config.root)
+    issues: list[ConfigIssue] = []
+    routes: dict[str, Route] = {}
+    for path, route in config.routes.items():
+        at: KeyPath = ("routes", path)
+        middleware = tuple(
+            _callback(config, ref, (*at, "middleware", str(i)), 1, issues)
+            for i, ref in enumerate(route.middleware)
+        )
+        events: dict[str, EventRoute] = {}
+        lifecycle: dict[str, Callback | None] = {"connect": None, "disconnect": None}
+        for name, event in route.events.items():
+            where = (*at, "events", name)
+            if name in lifecycle:
+                lifecycle[name] = _callback(
+                    config, event.handler, _handler_key(config, where), 1, issues
+                )
+                continue
+            handler = _callback(config, event.handler, _handler_key(config, where), 2, issues)
+            schema = None
+            if event.schema is not None:
+                schema = _schema(config, event.schema, (*where, "schema"), issues)
+            events[name] = EventRoute(name, handler, schema, event.schema)
+        routes[path] = Route(
+            path=path,
+            events=MappingProxyType(events),
+            middleware=middleware,
+            broadcast=route.broadcast,
+            on_connect=lifecycle["connect"],
+            on_disconnect=lifecycle["disconnect"],
+        )
+    if issues:
+        raise ConfigError(issues)
+    return DispatchTable(config=config, routes=MappingProxyType(routes))
+
+
+def _handler_key(config: Config, where: KeyPath) -> KeyPath:
+    """The long form's ``handler`` key when written, else the short form's event key."""
+    long_form = (*where, "handler")
+    return long_form if long_form in config.lines else where
+
+
+def _callback(
+    config: Config, reference: str, at: KeyPath, arity: int, issues: list[ConfigIssue]
+) -> Callback:
+    try:
+        function = resolve(reference)
+    except UnresolvedReference as exc:
+        issues.append(config.issue(at, str(exc)))
+        return Callback(reference, _unresolved, False)
+    if not callable(function):
+        issues.append(config.issue(at, f"{reference!r} is not callable"))
+        return Callback(reference, _unresolved, False)
+    try:
+        inspect.signature(function).bind(*([None] * arity))
+    except TypeError:
+        takes = "(client, payload)" if arity == 2 else "(client)"
+        issues.append(config.issue(at, f"{reference!r} cannot be called with {takes}"))
+    except ValueError:  # no signature to inspect (some builtins): trust it
+        pass
+    is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - an async __call__ counts
+    )
+    return Callback(reference, function, is_async)
+
+
+def _schema(config: Config, reference: str, at: KeyPath, issues: list[ConfigIssue]) -> Any:
+    try:
+        schema = resolve(reference)
+    except UnresolvedReference as exc:
+        issues.append(config.issue(at, str(exc)))
+        return None
+    try:
+        msgspec.inspect.type_info(schema)
+    except TypeError:
+        issues.append(
+            config.issue(at, f"{reference!r} is not a type msgspec can validate (a Struct, ...)")
+        )
+        return None
+    return schema
+
+
+def _unresolved(*_: Any) -> None:
+    """Stands in for a reference that failed; a table holding it is never served."""

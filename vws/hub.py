@@ -1,0 +1,85 @@
+"""This node's clients and rooms, and local delivery of encoded frames.
+
+The hub knows clients only by id, path and outbox, so it stays plain bookkeeping: it decides
+who receives an envelope and puts the already-encoded text in their outboxes. It tells the
+backplane when a room gains its first or loses its last local member.
+"""
+
+from __future__ import annotations
+
+from vws.backplane import Backplane, Envelope, Target
+from vws.outbox import Outbox
+from vws.rooms import Rooms
+
+
+class Hub:
+    """Local registry and fan-out of one node."""
+
+    def __init__(self, backplane: Backplane) -> None:
+        self.backplane = backplane
+        self.node_id = backplane.node_id
+        #: client id → outbox, for every registered client of this node.
+        self.clients: dict[str, Outbox] = {}
+        #: path → client id → outbox.
+        self.paths: dict[str, dict[str, Outbox]] = {}
+        self.rooms: Rooms[Outbox] = Rooms()
+        #: Paths whose broadcasts stay inside the path (``broadcast = "route"``).
+        self.route_scoped: frozenset[str] = frozenset()
+
+    def register(self, client_id: str, path: str, outbox: Outbox) -> None:
+        self.clients[client_id] = outbox
+        self.paths.setdefault(path, {})[client_id] = outbox
+
+    def unregister(self, client_id: str, path: str, rooms: set[str]) -> None:
+        """Forget a client and take it out of ``rooms`` (its rooms on ``path``)."""
+        self.clients.pop(client_id, None)
+        on_path = self.paths.get(path)
+        if on_path is not None:
+            on_path.pop(client_id, None)
+            if not on_path:
+                del self.paths[path]
+        for room in rooms:
+            self.leave(client_id, path, room)
+
+    def join(self, client_id: str, path: str, room: str, outbox: Outbox) -> bool:
+        """Add a client to a room; False when it was a member already."""
+        fresh_room = (path, room) not in self.rooms
+        added = self.rooms.add(path, room, client_id, outbox)
+        if fresh_room:
+            self.backplane.watch_room(path, room)
+        return added
+
+    def leave(self, client_id: str, path: str, room: str) -> bool:
+        """Take a client out of a room; False when it was not a member."""
+        left = self.rooms.discard(path, room, client_id)
+        if left and (path, room) not in self.rooms:
+            self.backplane.unwatch_room(path, room)
+        return left
+
+    def publish(self, envelope: Envelope) -> None:
+        """Deliver to this node's clients and hand the envelope to the other nodes."""
+        self.deliver(envelope)
+        self.backplane.publish(envelope)
+
+    def deliver(self, envelope: Envelope) -> None:
+        """Put the envelope's frame in the outbox of each local client it is for."""
+        text = envelope.text
+        kind = envelope.kind
+        if kind is Target.ROOM:
+            for outbox in self.rooms.members(envelope.path, envelope.target):
+                outbox.put(text)
+        elif kind is Target.CLIENT:
+            outbox = self.clients.get(envelope.target)
+            if outbox is not None:
+                outbox.put(text)
+        else:
+            exclude = envelope.exclude
+            if envelope.path:
+                groups = [self.paths.get(envelope.path, {})]
+            else:
+                scoped = self.route_scoped
+                groups = [group for path, group in self.paths.items() if path not in scoped]
+            for group in groups:
+                for client_id, outbox in group.items():
+                    if client_id != exclude:
+                        outbox.put(text)

@@ -1,0 +1,113 @@
+"""The wire protocol: client frames in, server frames out, as plain functions.
+
+Nothing here touches a socket. Decoding turns text into an :class:`InboundFrame` or raises
+:class:`~vws.errors.ProtocolError` with the error code the client will be told; encoding turns
+an event and payload into the text of one frame, which the caller can send to any number of
+clients without encoding it again.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from vws.config import LIFECYCLE_EVENTS, MAX_EVENT_LENGTH, MAX_ROOM_LENGTH, PROTOCOL_EVENTS
+from vws.errors import ProtocolError
+
+JOIN_EVENTS = frozenset({"joinRoom", "join-room"})
+LEAVE_EVENTS = frozenset({"leftRoom", "left-room"})
+#: Names a client may not send: server-only frames and lifecycle hooks.
+CLIENT_RESERVED = (PROTOCOL_EVENTS | LIFECYCLE_EVENTS) - JOIN_EVENTS - LEAVE_EVENTS
+
+FrameId = int | str
+
+
+class InboundFrame(Struct):
+    """One client frame. Unknown fields are ignored, so clients may add their own."""
+
+    event: Annotated[str, Meta(min_length=1, max_length=MAX_EVENT_LENGTH)]
+    payload: Any = None
+    room: Any = UNSET
+    id: FrameId | None = None
+
+
+class OutboundFrame(Struct, omit_defaults=True):
+    """One server frame: ``{"event": ..., "payload": ...}``, plus ``"id"`` on replies."""
+
+    event: str
+    payload: Any = None
+    id: FrameId | UnsetType = UNSET
+
+
+_decoder = msgspec.json.Decoder(InboundFrame)
+_loose_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+def decode_frame(text: str | bytes) -> InboundFrame:
+    """Decode one client frame.
+
+    Raises:
+        ProtocolError: ``bad_json`` for text that is not JSON, ``bad_frame`` for JSON that is
+            not a valid frame. Its ``frame_id`` carries the frame's ``id`` when one was readable.
+    """
+    try:
+        return _decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError("bad_frame", _frame_message(str(exc)), _salvage_id(text)) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("bad_json", f"the frame is not valid JSON: {exc}") from None
+
+
+def _frame_message(message: str) -> str:
+    message = message.replace("`", "")
+    if "$.id" in message:
+        return f"id must be an integer or a string ({message})"
+    if "event" in message:
+        return f"event must be a string of 1 to {MAX_EVENT_LENGTH} characters ({message})"
+    return f"a frame is a JSON object with an event ({message})"
+
+
+def _salvage_id(text: str | bytes) -> FrameId | None:
+    """The ``id`` of a frame that failed validation, so its error can still be matched."""
+    try:
+        value = _loose_decoder.decode(text)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(value, dict):
+        frame_id = value.get("id")
+        if isinstance(frame_id, str) or (
+            isinstance(frame_id, int) and not isinstance(frame_id, bool)
+        ):
+            return frame_id
+    return None
+
+
+def check_room(room: Any) -> str:
+    """The room name of a room event.
+
+    Raises:
+        ProtocolError: ``bad_room`` when it is missing, not a string, empty or too long.
+    """
+    if type(room) is str and 0 < len(room) <= MAX_ROOM_LENGTH:
+        return room
+    if room is UNSET:
+        raise ProtocolError("bad_room", "this event needs a room")
+    raise ProtocolError("bad_room", f"room must be a string of 1 to {MAX_ROOM_LENGTH} characters")
+
+
+def encode_frame(event: str, payload: Any = None, frame_id: FrameId | UnsetType = UNSET) -> str:
+    """The text of one server frame.
+
+    Raises:
+        TypeError: the payload holds something JSON cannot carry (msgspec.EncodeError is one).
+    """
+    return _encoder.encode(OutboundFrame(event, payload, frame_id)).decode()
+
+
+def error_frame(code: str, message: str, frame_id: FrameId | None = None) -> str:
+    """The text of an ``error`` frame."""
+    payload = {"code": code, "message": message}
+    return encode_frame("error", payload, UNSET if frame_id is None else frame_id)

@@ -1,0 +1,92 @@
+"""The running node: the current dispatch table, the hub, the hooks, and room operations.
+
+A :class:`Server` outlives any one routes.toml: :meth:`Server.swap` replaces its dispatch table
+with a single assignment while connections keep being served.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from vws import backplane as backplanes
+from vws.dispatch import DispatchTable
+from vws.errors import Deny, ProtocolError
+from vws.fanout import Fanout
+from vws.hub import Hub
+from vws.plugins import Hooks
+
+if TYPE_CHECKING:
+    from vws.client import Client
+    from vws.connection import Connection
+
+logger = logging.getLogger("vws.server")
+
+
+class Server:
+    """One vws node."""
+
+    def __init__(self, table: DispatchTable, hooks: Hooks | None = None) -> None:
+        self.node_id = secrets.token_hex(6)
+        self.table = table
+        self.hooks = hooks or Hooks()
+        self.backplane = backplanes.create(table.config.server.backplane, self.node_id)
+        self.hub = Hub(self.backplane)
+        self.hub.route_scoped = table.route_scoped
+        self.fanout = Fanout(self.hub, self.hooks)
+        #: client id → its connection, for every registered client.
+        self.connections: dict[str, Connection] = {}
+
+    def swap(self, table: DispatchTable) -> None:
+        """Serve a new dispatch table from the next frame on."""
+        self.table = table
+        self.hub.route_scoped = table.route_scoped
+
+    async def start(self) -> None:
+        await self.backplane.start(self.hub.deliver, self.hub.clients)
+        await self.hooks.call("vws_startup", config=self.table.config)
+
+    async def stop(self) -> None:
+        for connection in list(self.connections.values()):
+            await connection.close(1001, "server shutting down")
+        await self.hooks.observe("vws_shutdown")
+        await self.backplane.stop()
+
+    async def join(self, client: Client, room: str) -> bool:
+        """Add ``client`` to ``room`` if the hooks allow; False when it was a member already.
+
+        Raises:
+            ProtocolError: ``too_many_rooms`` or ``join_denied``.
+        """
+        if room in client._rooms:
+            return False
+        limit = self.table.config.server.max_rooms_per_client
+        if len(client._rooms) >= limit:
+            raise ProtocolError("too_many_rooms", f"a client may be in at most {limit} rooms")
+        try:
+            await self.hooks.call("vws_join_room", client=client, room=room)
+        except Deny as deny:
+            raise ProtocolError("join_denied", deny.reason) from None
+        except Exception:
+            logger.exception("a vws_join_room hook raised; the join is refused")
+            raise ProtocolError("join_denied", "the join was refused") from None
+        if client.closing or client.outbox is None or room in client._rooms:
+            return False
+        client._rooms.add(room)
+        self.hub.join(client.client_id, client.path, room, client.outbox)
+        return True
+
+    async def leave(self, client: Client, room: str) -> bool:
+        """Take ``client`` out of ``room``; False when it was not a member."""
+        if room not in client._rooms:
+            return False
+        client._rooms.discard(room)
+        self.hub.leave(client.client_id, client.path, room)
+        await self.hooks.observe("vws_leave_room", client=client, room=room)
+        return True
+
+    async def close_client(self, client: Client, code: int, reason: str) -> None:
+        connection = self.connections.get(client.client_id)
+        if connection is not None:
+            await connection.close(code, reason)

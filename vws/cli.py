@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     from vws.app import create_app
     from vws.server import Server
 
-    config, table, _hooks = _load(args.config)
+    config, table, hooks = _load(args.config)
     settings = config.server
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config, table, hooks = _load(args.config)
+    config, table, _hooks = _load(args.config)
     events = sum(len(route.events) for route in table.routes.values())
     plugins = len(config.plugins.load)
     print(f"{config.source}: ok ({len(table.routes)} routes, {events} events, {plugins} plugins)")

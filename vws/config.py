@@ -134,7 +134,8 @@ def load_config(
     try:
         text = Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigIssue(source, 1, "", f"cannot read the file: {exc.strerror}")]) from None
+        problem = ConfigIssue(source, 1, "", f"cannot read the file: {exc.strerror}")
+        raise ConfigError([problem]) from None
     return parse_config(text, source, environ=os.environ if environ is None else environ)
 
 

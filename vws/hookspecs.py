@@ -50,7 +50,10 @@ def vws_join_room(client: Client, room: str) -> None:
 
 @hookspec
 def vws_leave_room(client: Client, room: str) -> None:
-    """A client left a room: by asking, from a handler, or by disconnecting. Exceptions are logged."""
+    """A client left a room: by asking, from a handler, or by disconnecting.
+
+    Exceptions are logged.
+    """
 
 
 @hookspec

@@ -37,7 +37,7 @@ class OutboundFrame(Struct, omit_defaults=True):
     """One server frame: ``{"event": ..., "payload": ...}``, plus ``"id"`` on replies."""
 
     event: str
-    payload: Any = None
+    payload: Any
     id: FrameId | UnsetType = UNSET
 
 

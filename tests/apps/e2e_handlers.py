@@ -101,8 +101,8 @@ def bad_return(client: Client, _: Any) -> object:
 
 def blob(client: Client, p: dict[str, Any]) -> bool:
     """Send a large frame to a room; answer whether client ``watch`` is still connected."""
-    client.to_room("blob", p["room"], "x" * p["size"])
-    return client.to(p["watch"], "probe")
+    client.to_room("blob", p["room"], {"i": p.get("i", 0), "pad": "x" * p["size"]})
+    return client.to(p["watch"], "probe") if "watch" in p else True
 
 
 def typed(client: Client, point: Point) -> dict[str, Any]:

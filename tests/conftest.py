@@ -42,8 +42,18 @@ class RunningServer:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), str(REPO)])}
         env.update(extra_env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vws.cli", "run", "--config", str(config),
-             "--port", str(self.port), "--log-level", "info"],
+            [
+                sys.executable,
+                "-m",
+                "vws.cli",
+                "run",
+                "--config",
+                str(config),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "info",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -28,8 +28,9 @@ handler = "no_such_module:handler"
 
 
 def vws(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([VWS, *args], cwd=cwd, env=env or ENV, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [VWS, *args], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_check_reports_every_error_located_and_exits_1(tmp_path: Path):
@@ -44,8 +45,11 @@ def test_check_reports_every_error_located_and_exits_1(tmp_path: Path):
 
 
 def test_check_reports_references_that_do_not_import(tmp_path: Path):
-    (tmp_path / "routes.toml").write_text(BROKEN.replace('port = "eighty"', "port = 80").replace(
-        'joinRoom = "e2e_handlers:echo"\n', ""))
+    (tmp_path / "routes.toml").write_text(
+        BROKEN.replace('port = "eighty"', "port = 80").replace(
+            'joinRoom = "e2e_handlers:echo"\n', ""
+        )
+    )
     result = vws("check", cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
@@ -77,8 +81,14 @@ def test_routes_prints_the_table():
         line.split() for line in lines
     ]
     assert any(
-        line.split() == ["/admins", "admin-message", "plugins.chat:on_admin_message", "-",
-                         "plugins.chat:require_admin_token"]
+        line.split()
+        == [
+            "/admins",
+            "admin-message",
+            "plugins.chat:on_admin_message",
+            "-",
+            "plugins.chat:require_admin_token",
+        ]
         for line in lines
     )
 
@@ -100,11 +110,13 @@ def test_no_command_prints_help(tmp_path: Path):
 def test_port_precedence_flag_over_environment_over_file(tmp_path: Path, source: str):
     file_port, env_port, flag_port = free_port(), free_port(), free_port()
     (tmp_path / "routes.toml").write_text(
-        f'[server]\nport = {file_port}\n[routes."/ws".events]\necho = "e2e_handlers:echo"\n')
+        f'[server]\nport = {file_port}\n[routes."/ws".events]\necho = "e2e_handlers:echo"\n'
+    )
     args = [VWS, "run"] + (["--port", str(flag_port)] if source == "flag" else [])
     env = {**ENV, "VWS_PORT": str(env_port), "VWS_HOST": "127.0.0.1"}
-    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         assert process.stdout is not None
         for line in process.stdout:

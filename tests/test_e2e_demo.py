@@ -46,9 +46,10 @@ async def test_admins_need_the_token(demo: RunningServer):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
-    async with await Peer.connect(demo.url + "/admins?token=letmein") as admin, await Peer.connect(
-        demo.url + "/ws"
-    ) as user:
+    async with (
+        await Peer.connect(demo.url + "/admins?token=letmein") as admin,
+        await Peer.connect(demo.url + "/ws") as user,
+    ):
         await user.recv()  # welcome
         await admin.send({"event": "admin-message", "payload": "maintenance at noon"})
         assert await user.recv() == {

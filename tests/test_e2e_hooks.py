@@ -137,8 +137,9 @@ async def test_shutdown_hook_runs_on_sigterm(start_server):
 
 
 async def test_async_emit_hook_keeps_order_and_acks_last(start_server):
-    running = start_server(APP.replace('load = ["e2e_plugins", "e2e_second_plugin"]',
-                                       'load = ["e2e_async_emit"]'))
+    running = start_server(
+        APP.replace('load = ["e2e_plugins", "e2e_second_plugin"]', 'load = ["e2e_async_emit"]')
+    )
     url = running.url + "/ws"
     async with await Peer.connect(url) as a, await Peer.connect(url) as b:
         await b.call("joinRoom", room="seq")

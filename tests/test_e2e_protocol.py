@@ -13,9 +13,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_connected_is_the_first_frame_with_one_unguessable_id(demo_server: RunningServer):
-    async with await Peer.connect(demo_server.url + "/ws") as a, await Peer.connect(
-        demo_server.url + "/ws"
-    ) as b:
+    async with (
+        await Peer.connect(demo_server.url + "/ws") as a,
+        await Peer.connect(demo_server.url + "/ws") as b,
+    ):
         payload = a.hello["payload"]
         assert a.hello == {"event": "connected", "payload": payload}
         assert payload["client_id"] == payload["session_id"]
@@ -52,9 +53,10 @@ async def test_ack_comes_after_every_frame_the_handler_queued(demo_server: Runni
 
 
 async def test_emit_reaches_only_the_sender(demo_server: RunningServer):
-    async with await Peer.connect(demo_server.url + "/ws") as a, await Peer.connect(
-        demo_server.url + "/ws"
-    ) as b:
+    async with (
+        await Peer.connect(demo_server.url + "/ws") as a,
+        await Peer.connect(demo_server.url + "/ws") as b,
+    ):
         await a.call("emit", {"event": "note", "payload": {"x": 1}})
         assert a.before == [{"event": "note", "payload": {"x": 1}}]
         await b.nothing_pending()
@@ -70,9 +72,10 @@ async def test_join_is_acknowledged_with_the_room(demo_server: RunningServer, ev
 
 @pytest.mark.parametrize("event", ["leftRoom", "left-room"])
 async def test_leaving_works_and_is_acknowledged(demo_server: RunningServer, event: str):
-    async with await Peer.connect(demo_server.url + "/ws") as a, await Peer.connect(
-        demo_server.url + "/ws"
-    ) as b:
+    async with (
+        await Peer.connect(demo_server.url + "/ws") as a,
+        await Peer.connect(demo_server.url + "/ws") as b,
+    ):
         await a.call("joinRoom", room="r-leave")
         await b.call("joinRoom", room="r-leave")
         assert await a.call(event, room="r-leave") == {"room": "r-leave"}
@@ -85,9 +88,11 @@ async def test_leaving_works_and_is_acknowledged(demo_server: RunningServer, eve
 
 async def test_to_room_reaches_members_and_the_sender_if_member(demo_server: RunningServer):
     url = demo_server.url + "/ws"
-    async with await Peer.connect(url) as a, await Peer.connect(url) as b, await Peer.connect(
-        url
-    ) as c:
+    async with (
+        await Peer.connect(url) as a,
+        await Peer.connect(url) as b,
+        await Peer.connect(url) as c,
+    ):
         await a.call("joinRoom", room="r-members")
         await b.call("joinRoom", room="r-members")
         await a.call("to_room", {"event": "said", "room": "r-members", "payload": "hi"})
@@ -113,9 +118,10 @@ async def test_joining_twice_delivers_once(demo_server: RunningServer):
 
 
 async def test_rooms_are_per_path(demo_server: RunningServer):
-    async with await Peer.connect(demo_server.url + "/ws") as a, await Peer.connect(
-        demo_server.url + "/other"
-    ) as b:
+    async with (
+        await Peer.connect(demo_server.url + "/ws") as a,
+        await Peer.connect(demo_server.url + "/other") as b,
+    ):
         await a.call("joinRoom", room="lobby-per-path")
         await b.call("joinRoom", room="lobby-per-path")
         await b.call("to_room", {"event": "other-only", "room": "lobby-per-path"})
@@ -124,9 +130,10 @@ async def test_rooms_are_per_path(demo_server: RunningServer):
 
 
 async def test_to_reaches_one_client_on_any_path(demo_server: RunningServer):
-    async with await Peer.connect(demo_server.url + "/ws") as a, await Peer.connect(
-        demo_server.url + "/other"
-    ) as b:
+    async with (
+        await Peer.connect(demo_server.url + "/ws") as a,
+        await Peer.connect(demo_server.url + "/other") as b,
+    ):
         assert await b.call("to", {"id": a.id, "event": "direct", "payload": 1}) is True
         assert await a.recv() == {"event": "direct", "payload": 1}
         assert await b.call("to", {"id": "no-such-client", "event": "direct"}) is False
@@ -171,8 +178,9 @@ async def test_frames_from_one_sender_keep_their_order_across_methods(
     async with await Peer.connect(url) as a, await Peer.connect(url) as b:
         await b.call("joinRoom", room="r-mixed")
         for i in range(20):
-            await a.send({"event": "to_room", "payload": {"event": "m", "room": "r-mixed",
-                                                          "payload": i}})
+            await a.send(
+                {"event": "to_room", "payload": {"event": "m", "room": "r-mixed", "payload": i}}
+            )
             await a.send({"event": "to", "payload": {"id": b.id, "event": "m", "payload": -i}})
         got = [(await b.recv())["payload"] for _ in range(40)]
         assert got == [v for i in range(20) for v in (i, -i)]
@@ -183,8 +191,13 @@ async def test_client_attributes(demo_server: RunningServer):
         demo_server.url + "/ws?a=1&a=2&b=x", additional_headers={"X-Test": "yes"}
     ) as a:
         me = await a.call("whoami")
-        assert me == {"id": a.id, "path": "/ws", "x_test": "yes",
-                      "query": {"a": "2", "b": "x"}, "state": {}}
+        assert me == {
+            "id": a.id,
+            "path": "/ws",
+            "x_test": "yes",
+            "query": {"a": "2", "b": "x"},
+            "state": {},
+        }
 
 
 async def test_schema_converts_the_payload(demo_server: RunningServer):
@@ -277,8 +290,11 @@ async def test_handler_error_never_leaks_the_exception(demo_server: RunningServe
 async def test_deny_from_a_handler_says_its_reason(demo_server: RunningServer):
     async with await Peer.connect(demo_server.url + "/ws") as a:
         reply = await error_of(a, {"event": "deny", "id": 2})
-        assert reply == {"event": "error", "id": 2,
-                         "payload": {"code": "denied", "message": "not today"}}
+        assert reply == {
+            "event": "error",
+            "id": 2,
+            "payload": {"code": "denied", "message": "not today"},
+        }
 
 
 async def test_too_many_rooms(demo_server: RunningServer):
@@ -294,9 +310,10 @@ async def test_too_many_rooms(demo_server: RunningServer):
 
 
 async def test_a_message_over_max_message_bytes_closes_with_1009(demo_server: RunningServer):
-    async with await Peer.connect(demo_server.url + "/ws") as a, await Peer.connect(
-        demo_server.url + "/ws"
-    ) as b:
+    async with (
+        await Peer.connect(demo_server.url + "/ws") as a,
+        await Peer.connect(demo_server.url + "/ws") as b,
+    ):
         await a.send({"event": "echo", "payload": "x" * 5000})  # max_message_bytes = 4096
         code, _ = await a.closed()
         assert code == 1009
@@ -334,8 +351,10 @@ async def test_allowed_origins_and_star(start_server):
         assert await a.call("echo", 1) == 1
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(server.url + "/ws", origin="https://other.example")
-    star = start_server('[server]\nallowed_origins = ["*"]\n[routes."/ws".events]\n'
-                        'echo = "e2e_handlers:echo"\n', name="star.toml")
+    star = start_server(
+        '[server]\nallowed_origins = ["*"]\n[routes."/ws".events]\necho = "e2e_handlers:echo"\n',
+        name="star.toml",
+    )
     async with await Peer.connect(star.url + "/ws", origin="https://any.example") as a:
         assert await a.call("echo", 2) == 2
 

@@ -1,4 +1,4 @@
-"""A plugin of the end-to-end tests: one implementation of every hook, each with a visible effect."""
+"""The end-to-end tests' plugin: one implementation of every hook, each with a visible effect."""
 
 from __future__ import annotations
 

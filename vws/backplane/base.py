@@ -70,6 +70,22 @@ class Backplane(ABC):
     def unwatch_room(self, path: str, room: str) -> None:
         """A room lost its last local member."""
 
+    # Shared state: small hashes every node reads and writes, for what must agree across nodes
+    # (presence member lists). Each field is owned by the node that set it, so that the fields
+    # of a node that died can be found and removed.
+
+    @abstractmethod
+    async def hash_set(self, key: str, field: str, value: str) -> None:
+        """Set ``field`` of the shared hash ``key`` (owned by this node)."""
+
+    @abstractmethod
+    async def hash_delete(self, key: str, field: str) -> None:
+        """Remove ``field`` from the shared hash ``key``."""
+
+    @abstractmethod
+    async def hash_get_all(self, key: str) -> dict[str, str]:
+        """Every field of the shared hash ``key`` (empty when it does not exist)."""
+
     def has_client(self, client_id: str) -> bool:
         """Whether another node holds this client; False when it cannot be known cheaply."""
         return False

@@ -14,6 +14,7 @@ from collections.abc import Container
 from vws.backplane.base import Backplane, Envelope, Receiver, Target
 
 _buses: dict[str, dict[str, MemoryBackplane]] = defaultdict(dict)
+_hashes: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
 
 
 class MemoryBackplane(Backplane):
@@ -34,6 +35,7 @@ class MemoryBackplane(Backplane):
         peers.pop(self.node_id, None)
         if not peers:
             _buses.pop(self._bus_name, None)
+            _hashes.pop(self._bus_name, None)
         self._receive = None
 
     def _peers(self) -> list[MemoryBackplane]:
@@ -52,6 +54,19 @@ class MemoryBackplane(Backplane):
 
     def unwatch_room(self, path: str, room: str) -> None:
         self._rooms.pop((path, room), None)
+
+    async def hash_set(self, key: str, field: str, value: str) -> None:
+        _hashes[self._bus_name][key][field] = value
+
+    async def hash_delete(self, key: str, field: str) -> None:
+        table = _hashes[self._bus_name].get(key)
+        if table is not None:
+            table.pop(field, None)
+            if not table:
+                del _hashes[self._bus_name][key]
+
+    async def hash_get_all(self, key: str) -> dict[str, str]:
+        return dict(_hashes[self._bus_name].get(key, {}))
 
     def has_client(self, client_id: str) -> bool:
         return any(client_id in peer._local for peer in self._peers())

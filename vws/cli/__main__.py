@@ -1,0 +1,5 @@
+import sys
+
+from vws.cli import main
+
+sys.exit(main())

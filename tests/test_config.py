@@ -203,7 +203,7 @@ def test_toml_syntax_error_at_end_of_document() -> None:
 
 
 def test_unknown_top_level_key() -> None:
-    issue = only_issue('[server]\nport = 1\n\n[sever]\nport = 2\n')
+    issue = only_issue("[server]\nport = 1\n\n[sever]\nport = 2\n")
     assert (issue.file, issue.line, issue.key) == (SOURCE, 4, "sever")
     assert "unknown key" in issue.message
     assert str(issue).startswith(f"{SOURCE}:4: sever: unknown key")
@@ -276,7 +276,9 @@ def test_reserved_event_names_are_errors(name: str) -> None:
 
 
 def test_reserved_event_name_in_long_form_points_at_its_header() -> None:
-    issue = only_issue('[routes."/ws".events]\nok = "a:b"\n[routes."/ws".events.ack]\nhandler = "a:b"\n')
+    issue = only_issue(
+        '[routes."/ws".events]\nok = "a:b"\n[routes."/ws".events.ack]\nhandler = "a:b"\n'
+    )
     assert (issue.line, issue.key) == (3, 'routes."/ws".events.ack')
 
 
@@ -345,7 +347,7 @@ def test_events_must_be_a_table() -> None:
 
 
 def test_routes_must_be_a_table() -> None:
-    issue = only_issue('# routes\n\nroutes = 3\n[server]\nport = 1\n')
+    issue = only_issue("# routes\n\nroutes = 3\n[server]\nport = 1\n")
     assert (issue.line, issue.key) == (3, "routes")
 
 

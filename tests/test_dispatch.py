@@ -293,7 +293,9 @@ def test_dotted_reference_to_nothing_importable(project: Project) -> None:
 
 def test_missing_attribute(project: Project) -> None:
     mod = project.module(HANDLERS)
-    issue = project.issue(f'[routes."/ws".events]\nok = "{mod}:on_message"\nmessage = "{mod}:nope"\n')
+    issue = project.issue(
+        f'[routes."/ws".events]\nok = "{mod}:on_message"\nmessage = "{mod}:nope"\n'
+    )
     assert (issue.line, issue.key) == (3, 'routes."/ws".events.message')
     assert "nope" in issue.message
     assert mod in issue.message
@@ -351,9 +353,7 @@ def test_handler_that_cannot_take_client_and_payload(project: Project, signature
 
 def test_long_form_handler_error_points_at_the_handler_key(project: Project) -> None:
     mod = project.module("def handler(client):\n    pass\n")
-    issue = project.issue(
-        f'[routes."/ws".events.chat]\n# comment\nhandler = "{mod}:handler"\n'
-    )
+    issue = project.issue(f'[routes."/ws".events.chat]\n# comment\nhandler = "{mod}:handler"\n')
     assert (issue.line, issue.key) == (3, 'routes."/ws".events.chat.handler')
 
 

@@ -119,9 +119,7 @@ def test_star_allows_any(origin: str) -> None:
         ("https://app.example.com", "api.example.com", ("HTTPS://APP.EXAMPLE.COM",)),
     ],
 )
-def test_hosts_compare_case_insensitively(
-    origin: str, host: str, allowed: tuple[str, ...]
-) -> None:
+def test_hosts_compare_case_insensitively(origin: str, host: str, allowed: tuple[str, ...]) -> None:
     assert origin_allowed(origin, host, allowed) is True
 
 

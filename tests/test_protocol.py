@@ -195,6 +195,12 @@ def test_id_is_written_when_given(frame_id: int | str) -> None:
     assert " " not in text
 
 
+def test_payload_is_always_written_even_when_none() -> None:
+    assert encode_frame("e") == '{"event":"e","payload":null}'
+    assert encode_frame("e", None) == '{"event":"e","payload":null}'
+    assert encode_frame("ack", None, 3) == '{"event":"ack","payload":null,"id":3}'
+
+
 def test_no_id_key_when_not_given() -> None:
     assert "id" not in json.loads(encode_frame("e", 1))
 

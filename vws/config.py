@@ -161,19 +161,10 @@ def parse_config(text: str, source: str, *, environ: Mapping[str, str]) -> Confi
             issue((key,), "unknown key: expected one of server, plugins, routes")
 
     server = sections.get("server") or ServerConfig()
+    problem = _backplane_problem(server.backplane)
+    if problem:
+        issue(("server", "backplane"), problem)
     server = _apply_environment(server, environ, issues)
-    scheme = server.backplane.partition("://")[0]
-    if scheme not in backplane.SCHEMES:
-        where = ("server", "backplane")
-        expected = ", ".join(f"{s}://" for s in sorted(backplane.SCHEMES))
-        issues.append(
-            ConfigIssue(
-                source,
-                line_of(lines, where),
-                dotted(where),
-                f"unsupported backplane {server.backplane!r}: expected {expected}",
-            )
-        )
     if issues:
         raise ConfigError(issues)
     return Config(
@@ -205,6 +196,8 @@ def _convert(value: Any, type_: Any, at: KeyPath, issue: Any) -> Any:
 def _plain(message: str) -> str:
     """msgspec's wording, made to read as a sentence for a routes.toml author."""
     message = message.replace("`", "")
+    if "matching regex" in message:  # only references carry a pattern
+        return 'expected a reference "package.module:attribute"'
     if message.startswith("Expected "):
         return "expected " + message[len("Expected ") :]
     return message[:1].lower() + message[1:]
@@ -248,6 +241,9 @@ def _convert_events(value: Any, at: KeyPath, issue: Any) -> dict[str, EventConfi
             ok = False
             continue
         if isinstance(spec, str):
+            if _convert(spec, Reference, where, issue) is None:
+                ok = False
+                continue
             spec = {"handler": spec}
         elif not isinstance(spec, dict):
             issue(where, 'expected "module:function" or a table with handler (and schema)')
@@ -269,6 +265,9 @@ def _apply_environment(
         changes["host"] = environ["VWS_HOST"]
     if environ.get("VWS_BACKPLANE"):
         changes["backplane"] = environ["VWS_BACKPLANE"]
+        problem = _backplane_problem(changes["backplane"])
+        if problem:
+            issues.append(ConfigIssue("environment", 0, "VWS_BACKPLANE", problem))
     port = environ.get("VWS_PORT")
     if port:
         if port.isdigit() and int(port) <= 65535:
@@ -278,6 +277,13 @@ def _apply_environment(
                 ConfigIssue("environment", 0, "VWS_PORT", f"expected a port number, got {port!r}")
             )
     return msgspec.structs.replace(server, **changes) if changes else server
+
+
+def _backplane_problem(url: str) -> str | None:
+    if url.partition("://")[0] in backplane.SCHEMES:
+        return None
+    expected = ", ".join(f"{scheme}://" for scheme in sorted(backplane.SCHEMES))
+    return f"unsupported backplane {url!r}: expected {expected}"
 
 
 def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigIssue:

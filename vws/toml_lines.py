@@ -45,8 +45,10 @@ class _Scanner:
         """Read one string of any of TOML's four kinds and return its (unescaped) value."""
         quote = self.peek()
         if self.text.startswith(quote * 3, self.i):
-            end = self.text.find(quote * 3, self.i + 3)
-            end = len(self.text) if end < 0 else end
+            end = self.i + 3
+            while end < len(self.text) and not self.text.startswith(quote * 3, end):
+                # in a basic string a backslash escapes the next character, quotes included
+                end += 2 if quote == '"' and self.text[end] == "\\" else 1
             while self.text.startswith(quote, end + 3):  # up to two quotes may close the body
                 end += 1
             value = self.text[self.i + 3 : end]

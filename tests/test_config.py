@@ -506,3 +506,17 @@ def test_a_folder_instead_of_a_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path, environ={})
     assert info.value.issues[0].file == str(tmp_path)
+
+
+def test_a_bad_backplane_in_the_environment_is_reported_as_environment() -> None:
+    issue = only_issue("", {"VWS_BACKPLANE": "ftp://x"})
+    assert str(issue) == (
+        "environment: VWS_BACKPLANE: unsupported backplane 'ftp://x': expected memory://"
+    )
+
+
+def test_a_bad_short_form_reference_is_located_at_its_own_key() -> None:
+    issue = only_issue('[routes."/ws".events]\nm = "not a ref!"\n')
+    assert str(issue) == (
+        f'{SOURCE}:2: routes."/ws".events.m: expected a reference "package.module:attribute"'
+    )

@@ -269,3 +269,9 @@ def test_line_of_prefers_the_deepest_match() -> None:
     assert line_of(lines, ("a", "b", "c", "d")) == 30
     assert line_of(lines, ("a", "b", "x")) == 20
     assert line_of(lines, ("a", "x", "c")) == 10
+
+
+def test_escaped_quotes_inside_a_multi_line_basic_string() -> None:
+    text = '[server]\nhost = """a\\"""b"""\nport = "x"\n'
+    assert tomllib.loads(text)["server"]["host"] == 'a"""b'
+    assert key_lines(text)[("server", "port")] == 3

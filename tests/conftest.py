@@ -32,7 +32,12 @@ def free_port() -> int:
 class RunningServer:
     """A ``vws run`` subprocess on 127.0.0.1 and the lines it has logged so far."""
 
-    def __init__(self, config: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.config = config
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
@@ -53,6 +58,7 @@ class RunningServer:
                 str(self.port),
                 "--log-level",
                 "info",
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -95,10 +101,16 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
     """Start ``vws run`` on a routes.toml given as text (handlers live in tests/apps)."""
     running: list[RunningServer] = []
 
-    def start(toml: str, *, env: dict[str, str] | None = None, name: str = "routes.toml"):
+    def start(
+        toml: str,
+        *,
+        env: dict[str, str] | None = None,
+        name: str = "routes.toml",
+        args: tuple[str, ...] = (),
+    ) -> RunningServer:
         config = tmp_path / name
         config.write_text(toml)
-        server = RunningServer(config, env)
+        server = RunningServer(config, env, args)
         running.append(server)
         return server
 

@@ -17,11 +17,12 @@ from vws.config import load_config
 from vws.connection import request_path, serve
 from vws.dispatch import compile_table
 from vws.plugins import Hooks, create_manager
+from vws.reload import Reloader
 from vws.server import Server
 
 
-def create_app(server: Server) -> Litestar:
-    """A Litestar app serving ``server``'s routes."""
+def create_app(server: Server, reloader: Reloader | None = None) -> Litestar:
+    """A Litestar app serving ``server``'s routes, reloading them with ``reloader`` if given."""
 
     @asgi("/", is_mount=True, copy_scope=True)
     async def routes(scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,7 +37,9 @@ def create_app(server: Server) -> Litestar:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    app = Litestar(route_handlers=[routes], on_startup=[server.start], on_shutdown=[server.stop])
+    on_startup = [server.start] + ([reloader.start] if reloader else [])
+    on_shutdown = ([reloader.stop] if reloader else []) + [server.stop]
+    app = Litestar(route_handlers=[routes], on_startup=on_startup, on_shutdown=on_shutdown)
     app.state.vws = server
     return app
 

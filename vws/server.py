@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vws import backplane as backplanes
 from vws.dispatch import DispatchTable
@@ -38,14 +38,21 @@ class Server:
         #: client id → its connection, for every registered client.
         self.connections: dict[str, Connection] = {}
 
-    def swap(self, table: DispatchTable) -> None:
-        """Serve a new dispatch table from the next frame on."""
+    def swap(self, table: DispatchTable, hooks: Hooks | None = None) -> None:
+        """Serve a new dispatch table (and hooks, when given) from the next frame on."""
         self.table = table
         self.hub.route_scoped = table.route_scoped
+        if hooks is not None:
+            self.hooks = hooks
+            self.fanout.hooks = hooks
+
+    def startup_arguments(self) -> dict[str, Any]:
+        """What ``vws_startup`` implementations are called with."""
+        return {"config": self.table.config}
 
     async def start(self) -> None:
         await self.backplane.start(self.hub.deliver, self.hub.clients)
-        await self.hooks.call("vws_startup", config=self.table.config)
+        await self.hooks.call("vws_startup", **self.startup_arguments())
 
     async def stop(self) -> None:
         for connection in list(self.connections.values()):

@@ -4,14 +4,36 @@ tomllib gives values but no positions, and msgspec reports a failing key path bu
 this scanner walks the text once and records, for every key path it meets (table headers, keys,
 dotted keys, keys inside inline tables), the line where it is written. It never validates: the
 document has already been parsed by tomllib when this runs.
+
+It also records where each table and each top-level assignment starts and ends
+(:func:`entries`), which is what lets ``vws add-event`` and friends change one entry of a
+routes.toml and leave every other line exactly as the user wrote it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 KeyPath = tuple[str, ...]
 
 _BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A table header or an assignment, with the 1-based lines it spans.
+
+    A table's span runs from its header to the line before the next header (or the end). An
+    assignment inside an inline table has ``inline`` set: it cannot be edited on its own.
+    """
+
+    kind: Literal["table", "key"]
+    path: KeyPath
+    start: int
+    end: int
+    inline: bool = False
 
 
 class _Scanner:
@@ -20,6 +42,8 @@ class _Scanner:
         self.i = 0
         self.line = 1
         self.lines: dict[KeyPath, int] = {}
+        self.entries: list[Entry] = []
+        self._inline_depth = 0
 
     def peek(self, k: int = 0) -> str:
         j = self.i + k
@@ -113,10 +137,12 @@ class _Scanner:
                 self.value((*path, str(index)))
         elif c == "{":
             self.advance()
+            self._inline_depth += 1
             while True:
                 self.skip_blank(newlines=True)
                 if self.peek() in ("}", ""):
                     self.advance()
+                    self._inline_depth -= 1
                     return
                 if self.peek() == ",":
                     self.advance()
@@ -135,28 +161,45 @@ class _Scanner:
         if self.peek() == "=":
             self.advance()
         self.value((*table, *key))
+        inline = self._inline_depth > 0
+        self.entries.append(Entry("key", (*table, *key), line, self.line, inline))
 
     def document(self) -> dict[KeyPath, int]:
         table: KeyPath = ()
+        header: Entry | None = None
         while True:
             self.skip_blank(newlines=True)
             if self.i >= len(self.text):
+                self._close(header, self.text.count("\n") + (0 if self.text.endswith("\n") else 1))
                 return self.lines
             if self.peek() == "[":
                 double = self.peek(1) == "["
                 self.advance(2 if double else 1)
                 line = self.line
+                self._close(header, line - 1)
                 table = self.key()
                 self.advance(2 if double else 1)
+                header = Entry("table", table, line, line)
                 for depth in range(1, len(table) + 1):
                     self.lines.setdefault(table[:depth], line)
             else:
                 self.assignment(table)
 
+    def _close(self, header: Entry | None, end: int) -> None:
+        if header is not None:
+            self.entries.append(Entry("table", header.path, header.start, max(end, header.start)))
+
 
 def key_lines(text: str) -> dict[KeyPath, int]:
     """Map every key path written in ``text`` to the 1-based line it first appears on."""
     return _Scanner(text).document()
+
+
+def entries(text: str) -> list[Entry]:
+    """Every table and assignment of ``text`` with its span, in no particular order."""
+    scanner = _Scanner(text)
+    scanner.document()
+    return scanner.entries
 
 
 def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import msgspec
 
@@ -121,3 +122,24 @@ async def require_token(client: Client) -> None:
     if token != "good":
         raise Deny("bad token")
     client.state["seen"].append("require_token")
+
+
+class Size(TypedDict):
+    width: int
+    height: int
+
+
+@dataclass
+class Move:
+    dx: int
+    dy: int = 0
+
+
+def describe(client: Client, value: Any) -> dict[str, Any]:
+    """Say what the handler received, for the typed-events tests."""
+    if isinstance(value, Move):
+        return {"type": "Move", "value": [value.dx, value.dy]}
+    return {"type": type(value).__name__, "value": value}
+
+
+Numbers = list[int]

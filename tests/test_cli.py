@@ -127,3 +127,66 @@ def test_port_precedence_flag_over_environment_over_file(tmp_path: Path, source:
     finally:
         process.terminate()
         process.wait(15)
+
+
+STRICT = """\
+[server]
+colour = "blue"
+
+[plugins]
+load = ["no_such_plugin_module"]
+
+[routes."/ws"]
+middleware = ["e2e_handlers:Point"]
+
+[routes."/ws".events]
+echo = "e2e_handlers:echo"
+lonely = "e2e_handlers:on_connect"
+error = "e2e_handlers:echo"
+
+[routes."missing-slash".events]
+echo = "e2e_handlers:echo"
+
+[routes."/empty"]
+"""
+
+
+def test_check_is_strict_and_locates_every_problem(tmp_path: Path):
+    (tmp_path / "routes.toml").write_text(STRICT)
+    result = vws("check", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert "routes.toml:2: server.colour: unknown key" in lines
+    assert (
+        'routes.toml:13: routes."/ws".events.error: reserved event name: the protocol handles it'
+        in lines
+    )
+    assert "routes.toml:15: routes.missing-slash: a route path must start with '/'" in lines
+    fixed = (
+        STRICT.replace('colour = "blue"\n', "")
+        .replace('error = "e2e_handlers:echo"\n', "")
+        .replace('[routes."missing-slash".events]\necho = "e2e_handlers:echo"\n', "")
+    )
+    (tmp_path / "routes.toml").write_text(fixed)
+    lines = vws("check", cwd=tmp_path).stderr.splitlines()
+    assert any(line.startswith('routes.toml:7: routes."/ws".middleware[0]: ') for line in lines)
+    assert any(
+        line.startswith('routes.toml:11: routes."/ws".events.lonely: ')
+        and "(client, payload)" in line
+        for line in lines
+    )
+    (tmp_path / "routes.toml").write_text(
+        fixed.replace('middleware = ["e2e_handlers:Point"]', "middleware = []").replace(
+            'lonely = "e2e_handlers:on_connect"\n', ""
+        )
+    )
+    result = vws("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("routes.toml:4: plugins.load[0]: ")
+    assert "no_such_plugin_module" in result.stderr
+    (tmp_path / "routes.toml").write_text(
+        (tmp_path / "routes.toml").read_text().replace('load = ["no_such_plugin_module"]', "")
+    )
+    result = vws("check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'routes.toml:13: routes."/empty": warning: the route has no events' in result.stdout

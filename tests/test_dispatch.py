@@ -449,3 +449,17 @@ def test_every_bad_reference_is_reported_together(project: Project) -> None:
         (9, 'routes."/b".events.chat.handler'),
         (10, 'routes."/b".events.chat.schema'),
     ]
+
+
+def test_a_lifecycle_handler_takes_no_schema(tmp_path: Path) -> None:
+    from vws.config import parse_config
+
+    text = (
+        '[routes."/ws".events.connect]\nhandler = "builtins:print"\nschema = "builtins:int"\n'
+    )
+    config = parse_config(text, str(tmp_path / "routes.toml"), environ={})
+    with pytest.raises(ConfigError) as info:
+        compile_table(config)
+    [issue] = info.value.issues
+    assert (issue.line, issue.key) == (3, 'routes."/ws".events.connect.schema')
+    assert issue.message == "connect takes no payload, so no schema"

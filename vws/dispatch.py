@@ -90,6 +90,10 @@ def compile_table(config: Config) -> DispatchTable:
                 lifecycle[name] = _callback(
                     config, event.handler, _handler_key(config, where), 1, issues
                 )
+                if event.schema is not None:
+                    issues.append(
+                        config.issue((*where, "schema"), f"{name} takes no payload, so no schema")
+                    )
                 continue
             handler = _callback(config, event.handler, _handler_key(config, where), 2, issues)
             schema = None

@@ -1,0 +1,123 @@
+"""Structured one-line logs: ``vws run --log-format text`` (the default) or ``json``.
+
+vws logs what an operator follows — connects, disconnects with their close code, refusals,
+reloads, handler errors with their traceback — as an event name plus fields::
+
+    2026-11-26T23:14:54.120Z INFO vws.connection connect client=Xy3... path=/ws
+    {"time": "2026-11-26T23:14:54.120Z", "level": "info", "logger": "vws.connection",
+     "event": "connect", "client": "Xy3...", "path": "/ws"}
+
+(the JSON is one line). Payloads, headers and tokens are never logged, and query strings in
+uvicorn's lines (``GET /ws?token=...``) have their values replaced by ``…``, so a token passed
+in the URL does not end up in the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+Format = Literal["text", "json"]
+FORMATS: tuple[Format, ...] = ("text", "json")
+
+#: A query parameter's value inside a logged URL.
+_QUERY_VALUE = re.compile(r"([?&][^=&\s\"']*)=([^&\s\"']*)")
+_encoder = msgspec.json.Encoder()
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log the event ``name`` with ``fields`` (never a payload or a token).
+
+    ``exc_info=True`` among the fields attaches the current exception's traceback.
+    """
+    if logger.isEnabledFor(level):
+        exc_info = fields.pop("exc_info", None)
+        logger.log(level, name, exc_info=exc_info, extra={"vws_fields": fields})
+
+
+def redact_query(text: str) -> str:
+    """``/ws?token=abc&room=x`` → ``/ws?token=…&room=…``."""
+    return _QUERY_VALUE.sub(r"\1=…", text) if "?" in text else text
+
+
+def _time(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _message(record: logging.LogRecord) -> str:
+    message = record.getMessage()
+    return redact_query(message) if record.name.startswith("uvicorn") else message
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER message key=value ...``; a traceback follows on its own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [_time(record), record.levelname, record.name, _message(record)]
+        for key, value in getattr(record, "vws_fields", {}).items():
+            text = str(value)
+            parts.append(f"{key}={text if text and ' ' not in text else repr(text)}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; the traceback, if any, is the ``traceback`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "time": _time(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        structured = getattr(record, "vws_fields", None)
+        if structured is not None:
+            fields["event"] = record.getMessage()
+            for key, value in structured.items():
+                fields[f"field_{key}" if key in fields else key] = value
+        else:
+            fields["message"] = _message(record)
+        if record.exc_info:
+            fields["traceback"] = self.formatException(record.exc_info)
+        return _encoder.encode(fields).decode()
+
+
+def formatter(log_format: Format) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def configure(log_format: Format = "text", level: str = "info") -> dict[str, Any]:
+    """Send vws's, uvicorn's and Litestar's logs to stderr in ``log_format``, at ``level``.
+
+    Returns:
+        The ``logging.config.dictConfig`` dictionary to hand uvicorn as ``log_config``, so
+        that it keeps this setup instead of installing its own.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar"):
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate = True
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "loggers": {
+            "uvicorn": {"level": level.upper(), "propagate": True},
+            "uvicorn.error": {"level": level.upper(), "propagate": True},
+            "uvicorn.access": {"level": level.upper(), "propagate": True},
+        },
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import websockets
 from conftest import REPO, RunningServer
@@ -19,26 +20,73 @@ def demo():
 
 async def test_chat_in_a_room(demo: RunningServer):
     url = demo.url + "/ws"
-    async with await Peer.connect(url) as ann, await Peer.connect(url) as bob:
+    async with await Peer.connect(url + "?name=Ann") as ann, await Peer.connect(url) as bob:
         assert (await ann.recv())["event"] == "welcome"
         assert (await bob.recv())["event"] == "welcome"
         await ann.call("joinRoom", room="lobby")
+        assert ann.before == [
+            {"event": "presence:join", "payload": {"room": "lobby", "member": _ann(ann)}}
+        ]
         await bob.call("joinRoom", room="lobby")
+        bob_member = {"client_id": bob.id, "name": "anonymous"}
+        joined = {"event": "presence:join", "payload": {"room": "lobby", "member": bob_member}}
+        assert bob.before == [joined]
+        assert await ann.recv() == joined
+        members = await ann.call("presence", "lobby")
+        assert members == {
+            "room": "lobby",
+            "count": 2,
+            "members": sorted([_ann(ann), bob_member], key=lambda m: m["client_id"]),
+        }
         reply = await ann.call("chat", {"room": "lobby", "text": "hello", "name": "Ann"})
         assert reply == {"delivered": True}
-        said = {"from": ann.id, "name": "Ann", "text": "hello"}
+        said = {"from": ann.id, "name": "Ann", "room": "lobby", "text": "hello"}
         assert ann.before == [{"event": "chat", "payload": said}]
         assert await bob.recv() == {"event": "chat", "payload": said}
         await bob.send({"event": "user-typing", "payload": True})
-        typing = {"event": "user-typing", "payload": {"from": bob.id, "typing": True}}
+        typing = {
+            "event": "user-typing",
+            "payload": {"from": bob.id, "name": "anonymous", "room": "lobby", "typing": True},
+        }
         assert await ann.recv() == typing
         assert await bob.recv() == typing  # to_room includes the sender when a member
+        await ann.send({"event": "user-typing", "payload": {"room": "lobby", "typing": False}})
+        stopped = {"from": ann.id, "name": "Ann", "room": "lobby", "typing": False}
+        assert await bob.recv() == {"event": "user-typing", "payload": stopped}
+        elsewhere = await ann.request("user-typing", {"room": "elsewhere", "typing": True})
+        assert elsewhere["payload"]["code"] == "denied"
         assert await ann.call("direct", {"to": bob.id, "text": "psst"}) == {"sent": True}
-        assert await bob.recv() == {"event": "direct", "payload": {"from": ann.id, "text": "psst"}}
+        direct = {"from": ann.id, "name": "Ann", "text": "psst"}
+        assert await bob.recv() == {"event": "direct", "payload": direct}
+        assert await ann.call("direct", {"to": "nobody", "text": "x"}) == {"sent": False}
         bad = await ann.request("chat", {"room": "lobby"})
         assert bad["payload"]["code"] == "invalid_payload"
         outside = await ann.request("chat", {"room": "elsewhere", "text": "x"})
         assert outside["payload"]["code"] == "denied"
+        await bob.call("leftRoom", room="lobby")
+        left = {"event": "presence:leave", "payload": {"room": "lobby", "member": bob_member}}
+        assert await ann.recv() == left
+        assert (await ann.call("presence", "lobby"))["members"] == [_ann(ann)]
+
+
+def _ann(peer: Peer) -> dict[str, str]:
+    return {"client_id": peer.id, "name": "Ann"}
+
+
+async def test_the_page_and_the_client_are_served(demo: RunningServer):
+    async with httpx.AsyncClient(base_url=demo.http) as http:
+        page = await http.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert 'src="app.js"' in page.text
+        script = await http.get("/app.js")
+        assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert 'from "/_vws/vws.js"' in script.text
+        client = await http.get("/_vws/vws.js")
+        assert client.status_code == 200
+        assert "export function connect" in client.text
+    async with await Peer.connect(demo.url + "/ws") as peer:  # WebSocket paths still route
+        assert (await peer.recv())["event"] == "welcome"
 
 
 async def test_admins_need_the_token(demo: RunningServer):

@@ -150,3 +150,15 @@ async def test_async_emit_hook_keeps_order_and_acks_last(start_server):
         assert [(await b.recv())["payload"] for _ in range(50)] == [i * 10 for i in range(50)]
         await a.call("emit", {"event": "secret"})
         assert a.before == []
+
+
+async def test_an_emit_hook_answering_nonsense_drops_the_frame_not_the_handler(start_server):
+    running = start_server(
+        APP.replace('load = ["e2e_plugins", "e2e_second_plugin"]', 'load = ["e2e_bad_emit"]')
+    )
+    async with await Peer.connect(running.url + "/ws") as a:
+        assert await a.call("emit", {"event": "odd"}) is None  # an ack, not handler_error
+        assert a.before == []
+        await a.call("emit", {"event": "fine"})
+        assert a.before == [{"event": "fine", "payload": None}]
+    assert "returned 'bool' from vws_emit" in running.log()

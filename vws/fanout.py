@@ -21,7 +21,7 @@ from vws.plugins import Hooks
 from vws.protocol import encode_frame
 
 if TYPE_CHECKING:
-    pass
+    from vws.metrics import Stats
 
 logger = logging.getLogger("vws.fanout")
 
@@ -51,9 +51,10 @@ class Outgoing(Struct, frozen=True, kw_only=True):
 class Fanout:
     """Sends :class:`Outgoing` messages through the hooks to the hub and the backplane."""
 
-    def __init__(self, hub: Hub, hooks: Hooks) -> None:
+    def __init__(self, hub: Hub, hooks: Hooks, stats: Stats) -> None:
         self.hub = hub
         self.hooks = hooks
+        self.stats = stats
         #: Per sender, the last frame still inside an async vws_emit chain.
         self._tails: dict[str, asyncio.Task[None]] = {}
 
@@ -120,6 +121,8 @@ class Fanout:
             if result is False:
                 return None
             if result is not None:
+                if not isinstance(result, Outgoing):
+                    return _refuse_result(impl.plugin_name, result)
                 message = result
         return message
 
@@ -137,11 +140,15 @@ class Fanout:
             if result is False:
                 return
             if result is not None:
+                if not isinstance(result, Outgoing):
+                    _refuse_result(impl.plugin_name, result)
+                    return
                 message = result
         self._deliver(message)
 
     def _deliver(self, message: Outgoing) -> None:
         text = encode_frame(message.event, message.payload)
+        self.stats.delivered(message.path, message.kind)
         hub = self.hub
         kind = message.kind
         if kind == "room":
@@ -160,3 +167,13 @@ class Fanout:
                 outbox.put(text)
             elif kind == "to":
                 hub.backplane.publish(Envelope(Target.CLIENT, "", target, "", text, hub.node_id))
+
+
+def _refuse_result(plugin: str, result: object) -> None:
+    """A vws_emit answer that is neither None, False nor an Outgoing: drop the frame, say why."""
+    logger.error(
+        "plugin %r returned %r from vws_emit (expected None, False or an Outgoing); "
+        "the frame is dropped",
+        plugin,
+        type(result).__name__,
+    )

@@ -35,33 +35,41 @@ def resolve(reference: str) -> Any:
         module = _import(module_name)
         return _attribute(module, module_name, attribute)
     parts = reference.split(".")
-    failure: UnresolvedReference | None = None
-    for cut in range(len(parts) - 1, 0, -1):
+    for cut in range(len(parts), 0, -1):
         module_name = ".".join(parts[:cut])
         try:
-            module = _import(module_name)
-        except UnresolvedReference as exc:
-            failure = failure or exc
-            continue
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # only "this prefix is not a module" means: try a shorter one
+            missing = exc.name or ""
+            if module_name == missing or module_name.startswith(missing + "."):
+                continue
+            raise _import_failed(module_name, exc) from None
+        except Exception as exc:
+            raise _import_failed(module_name, exc) from None
+        if cut == len(parts):
+            return module
         return _attribute(module, module_name, ".".join(parts[cut:]))
-    if failure is None:
-        try:
-            return _import(reference)
-        except UnresolvedReference as exc:
-            failure = exc
-    raise failure
+    raise UnresolvedReference(f"cannot import module {parts[0]!r}: no module named {parts[0]!r}")
 
 
 def _import(module_name: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise UnresolvedReference(f"cannot import module {module_name!r}: {exc}") from None
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UnresolvedReference(f"cannot import module {module_name!r}: {exc}") from None
+        raise _import_failed(module_name, exc) from None
     except Exception as exc:
-        kind = type(exc).__name__
-        raise UnresolvedReference(
-            f"importing module {module_name!r} failed: {kind}: {exc}"
-        ) from None
+        raise _import_failed(module_name, exc) from None
+
+
+def _import_failed(module_name: str, exc: Exception) -> UnresolvedReference:
+    """The module exists but its import raised: name the exception, never a traceback."""
+    return UnresolvedReference(
+        f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+    )
 
 
 def _attribute(module: Any, module_name: str, attribute: str) -> Any:

@@ -62,7 +62,7 @@ def test_check_reports_references_that_do_not_import(tmp_path: Path):
 def test_check_accepts_the_demo_app():
     result = vws("check", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("routes.toml: ok (2 routes, 5 events")
+    assert result.stdout.startswith("routes.toml: ok (2 routes, 6 events")
 
 
 def test_check_a_syntax_error(tmp_path: Path):
@@ -190,3 +190,13 @@ def test_check_is_strict_and_locates_every_problem(tmp_path: Path):
     result = vws("check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'routes.toml:13: routes."/empty": warning: the route has no events' in result.stdout
+
+
+def test_a_plugins_dir_that_is_not_a_folder_is_located(tmp_path: Path):
+    (tmp_path / "routes.toml").write_text(
+        '[plugins]\ndir = "nowhere"\n[routes."/ws".events]\necho = "e2e_handlers:echo"\n'
+    )
+    result = vws("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("routes.toml:2: plugins.dir: the plugins dir ")
+    assert "is not a folder" in result.stderr

@@ -25,13 +25,14 @@ def test_init_writes_the_project_and_refuses_to_overwrite(project: Path):
     names = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
     assert names == [
         "handlers.py",
-        "plugins/__init__.py",
         "plugins/hello.py",
         "routes.toml",
         "tests/conftest.py",
         "tests/test_handlers.py",
     ]
-    assert (project / "routes.toml").read_text().startswith("# routes.toml:")
+    routes = (project / "routes.toml").read_text()
+    assert routes.startswith("# routes.toml:")
+    assert '[plugins]\ndir = "plugins"' in routes  # a folder, so it shadows no package
     again = vws("init", str(project), cwd=project.parent)
     assert again.returncode == 1 and "not overwriting" in again.stderr
     assert vws("check", cwd=project).returncode == 0

@@ -200,3 +200,18 @@ async def test_without_reload_code_handler_modules_are_not_reimported(tmp_path: 
             assert await a.call("again") == "v1"
     finally:
         server.stop()
+
+
+async def test_plugins_added_by_a_reload_start_and_removed_ones_stop(start_server):
+    server = start_server(BASE)
+    async with await Peer.connect(server.url + "/ws") as a:
+        edit(server, '[plugins]\nload = ["e2e_plugins"]\n' + BASE)
+        await eventually(lambda: _logged(server, "e2e plugin: startup"))
+        denied = await a.request("joinRoom", room="forbidden-after-reload")
+        assert denied["payload"]["code"] == "join_denied"  # its hooks serve live connections
+        edit(server, BASE)
+        await eventually(lambda: _logged(server, "e2e plugin: shutdown"))
+        assert await a.call("joinRoom", room="forbidden-after-reload") == {
+            "room": "forbidden-after-reload"
+        }
+    assert "Traceback" not in server.log()

@@ -35,6 +35,15 @@ class RateLimited(Deny):
         super().__init__(reason, code=1008)
 
 
+class PluginError(Exception):
+    """A plugin's hook raised something other than :class:`Deny`; the original is the cause."""
+
+    def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
+        super().__init__(f"plugin {plugin!r} raised in {hook}: {type(error).__name__}: {error}")
+        self.plugin = plugin
+        self.hook = hook
+
+
 class ProtocolError(Exception):
     """A client frame broke the wire protocol; becomes an ``error`` frame, never a close."""
 

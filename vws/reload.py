@@ -20,9 +20,6 @@ import signal
 import sys
 from pathlib import Path
 
-import pluggy
-
-from vws import hookspecs
 from vws.config import load_config
 from vws.dispatch import DispatchTable, Route, compile_table
 from vws.errors import ConfigError
@@ -182,10 +179,12 @@ class Reloader:
                     hooks = Hooks(create_manager(config))
             except ConfigError as error:
                 self.refused += 1
+                self.server.stats.reload_refused()
                 logger.error("reload refused, the running configuration stays:\n%s", error)
                 return False
             except Exception:
                 self.refused += 1
+                self.server.stats.reload_refused()
                 logger.exception("reload refused, the running configuration stays")
                 return False
             self._stamps = {path: _stamp(path) for path in self._watched()}
@@ -202,7 +201,7 @@ class Reloader:
             if getattr(old.config.server, name) != getattr(table.config.server, name):
                 logger.warning("server.%s changed: restart vws to apply it", name)
         if hooks is not None:
-            await _plugin_lifecycle(server, previous_hooks, hooks)
+            await _plugin_lifecycle(server, previous_hooks, hooks, old, table)
         removed = old.routes.keys() - table.routes.keys()
         if removed:
             closing = [
@@ -213,25 +212,25 @@ class Reloader:
             await asyncio.gather(*closing, return_exceptions=True)
 
 
-async def _plugin_lifecycle(server: Server, old: Hooks, new: Hooks) -> None:
-    """Start the plugins a reload added and stop the ones it removed."""
+async def _plugin_lifecycle(
+    server: Server, old: Hooks, new: Hooks, before: DispatchTable, after: DispatchTable
+) -> None:
+    """Start the plugins a reload added (or whose settings changed) and stop the ones it
+    removed. The new hooks already serve: a plugin that fails to start is logged, not undone."""
+    old_settings = before.config.plugins.settings
+    new_settings = after.config.plugins.settings
 
-    def plugins(hooks: Hooks) -> dict[str, object]:
-        manager = hooks.manager
-        return dict(manager.list_name_plugin()) if manager is not None else {}
+    def changed(name: str, kept: dict[str, object], plugin: object) -> bool:
+        return kept.get(name) is not plugin or old_settings.get(name) != new_settings.get(name)
 
-    before, after = plugins(old), plugins(new)
-    added = {n: p for n, p in after.items() if before.get(n) is not p}
-    removed = {n: p for n, p in before.items() if after.get(n) is not p}
-    if added:
-        await _subset(added).call("vws_startup", **server.startup_arguments())
-    if removed:
-        await _subset(removed).observe("vws_shutdown")
-
-
-def _subset(plugins: dict[str, object]) -> Hooks:
-    manager = pluggy.PluginManager("vws")
-    manager.add_hookspecs(hookspecs)
-    for name, plugin in plugins.items():
-        manager.register(plugin, name=name)
-    return Hooks(manager)
+    was = {name: loaded.plugin for name, loaded in old.plugins.items()}
+    now = {name: loaded.plugin for name, loaded in new.plugins.items()}
+    stopped = [name for name, plugin in was.items() if changed(name, now, plugin)]
+    started = [name for name, plugin in now.items() if changed(name, was, plugin)]
+    if stopped:
+        await old.only(stopped).observe("vws_shutdown", server=server)
+    if started:
+        try:
+            await new.only(started).call("vws_startup", **server.startup_arguments())
+        except Exception:
+            logger.exception("a plugin added by the reload failed to start: %s", started)

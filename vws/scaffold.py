@@ -37,9 +37,10 @@ _SECTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
-        "# [plugins]: plugin modules to load (their hooks see every connect, join, leave,\n"
-        "# message and outgoing frame), and each plugin's settings.\n",
-        {"plugins": {"load": ["plugins.hello"], "settings": {"hello": {"greeting": "welcome"}}}},
+        "# [plugins]: plugins to load (their hooks see every connect, join, leave, message and\n"
+        "# outgoing frame): every *.py of `dir`, and modules or installed plugins named in\n"
+        "# `load`. [plugins.settings.NAME] is handed to plugin NAME.\n",
+        {"plugins": {"dir": "plugins", "settings": {"hello": {"greeting": "welcome"}}}},
     ),
     (
         '# [routes."/ws"]: one WebSocket path. Middleware runs at the handshake and may refuse\n'
@@ -168,7 +169,6 @@ def files() -> dict[str, str]:
     return {
         "routes.toml": routes_toml(),
         "handlers.py": HANDLERS,
-        "plugins/__init__.py": '"""This project\'s plugins."""\n',
         "plugins/hello.py": PLUGIN,
         "tests/test_handlers.py": TEST,
         "tests/conftest.py": (

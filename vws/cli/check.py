@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from vws.cli import add_command, load
+from vws.cli import add_command, add_plugins_dir, load
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    add_command(
-        commands, "check", "validate routes.toml and import every reference it names", check
+    add_plugins_dir(
+        add_command(
+            commands, "check", "validate routes.toml and import every reference it names", check
+        )
     )
-    add_command(commands, "routes", "print the dispatch table routes.toml compiles to", routes)
+    add_plugins_dir(
+        add_command(commands, "routes", "print the dispatch table routes.toml compiles to", routes)
+    )
 
 
 def check(args: argparse.Namespace) -> int:
-    config, table, _hooks = load(args.config)
+    config, table, hooks = load(args.config, args.plugins_dir)
     events = sum(len(route.events) for route in table.routes.values())
-    plugins = len(config.plugins.load)
+    plugins = len(hooks.plugins)
     print(f"{config.source}: ok ({len(table.routes)} routes, {events} events, {plugins} plugins)")
     for path, route in table.routes.items():
         if not route.events and route.on_connect is None:
@@ -27,7 +31,7 @@ def check(args: argparse.Namespace) -> int:
 
 
 def routes(args: argparse.Namespace) -> int:
-    _config, table, _hooks = load(args.config)
+    _config, table, _hooks = load(args.config, args.plugins_dir)
     rows = [("PATH", "EVENT", "HANDLER", "SCHEMA", "MIDDLEWARE")]
     for path, route in table.routes.items():
         middleware = ", ".join(m.reference for m in route.middleware) or "-"

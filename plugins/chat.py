@@ -1,6 +1,7 @@
-"""The demo chat served by the repository's routes.toml.
+"""The demo chat served by the repository's routes.toml (its page is web/index.html).
 
-Handlers are ordinary functions named in routes.toml; nothing here registers itself.
+Handlers are ordinary functions named in routes.toml; nothing here registers itself. A client
+picks its name with ``?name=...`` when it connects; the presence plugin shows it to the rooms.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import msgspec
 
 from vws import Client, Deny
 
+#: Longest display name kept; longer ones are cut.
+MAX_NAME = 32
+
 
 class ChatMessage(msgspec.Struct):
     """A message to a room, validated before ``on_chat`` sees it."""
@@ -20,7 +24,15 @@ class ChatMessage(msgspec.Struct):
     name: str = "anonymous"
 
 
+def _name(client: Client) -> str:
+    return client.state.get("name", "anonymous")
+
+
 def on_connect(client: Client) -> None:
+    """Keep the display name from the query string (``?name=Ann``) in ``client.state``, where
+    presence finds it; the client's frames are read only after this returns."""
+    name = " ".join(client.query.get("name", "").split())[:MAX_NAME]
+    client.state["name"] = name or "anonymous"
     client.emit("welcome", {"client_id": client.client_id, "hint": "join a room with joinRoom"})
 
 
@@ -37,21 +49,39 @@ def on_message(client: Client, payload: object) -> dict[str, bool]:
 def on_chat(client: Client, message: ChatMessage) -> dict[str, bool]:
     if message.room not in client.rooms:
         raise Deny(f"join {message.room!r} before writing to it")
-    client.to_room(
-        "chat", message.room, {"from": client.client_id, "name": message.name, "text": message.text}
-    )
+    frame = {"from": client.client_id, "name": message.name, "room": message.room}
+    client.to_room("chat", message.room, {**frame, "text": message.text})
     return {"delivered": True}
 
 
 def on_typing(client: Client, payload: object) -> None:
-    """The seed's ``user-typing``: tell the rooms this client is in."""
-    for room in client.rooms:
-        client.to_room("user-typing", room, {"from": client.client_id, "typing": bool(payload)})
+    """The seed's ``user-typing``: tell the rooms this client is in. A payload
+    ``{"room": R, "typing": bool}`` tells only that room; any other payload, every room."""
+    rooms: set[str] | frozenset[str] = client.rooms
+    typing = payload
+    if isinstance(payload, dict):
+        room, typing = payload.get("room"), payload.get("typing")
+        if room not in client.rooms:
+            raise Deny("join the room before typing in it")
+        rooms = {room}
+    for room in rooms:
+        client.to_room(
+            "user-typing",
+            room,
+            {"from": client.client_id, "name": _name(client), "room": room, "typing": bool(typing)},
+        )
 
 
-def on_direct(client: Client, payload: dict[str, str]) -> dict[str, bool]:
-    sent = client.to(payload["to"], "direct", {"from": client.client_id, "text": payload["text"]})
-    return {"sent": sent}
+class DirectMessage(msgspec.Struct):
+    """A message to one client, by its id."""
+
+    to: str
+    text: str
+
+
+def on_direct(client: Client, message: DirectMessage) -> dict[str, bool]:
+    frame = {"from": client.client_id, "name": _name(client), "text": message.text}
+    return {"sent": client.to(message.to, "direct", frame)}
 
 
 def require_admin_token(client: Client) -> None:

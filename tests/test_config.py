@@ -511,7 +511,8 @@ def test_a_folder_instead_of_a_file_is_a_config_error(tmp_path: Path) -> None:
 def test_a_bad_backplane_in_the_environment_is_reported_as_environment() -> None:
     issue = only_issue("", {"VWS_BACKPLANE": "ftp://x"})
     assert str(issue) == (
-        "environment: VWS_BACKPLANE: unsupported backplane 'ftp://x': expected memory://"
+        "environment: VWS_BACKPLANE: unsupported backplane 'ftp://x': "
+        "expected memory://, nats://, redis://"
     )
 
 

@@ -9,10 +9,11 @@ rooms have local members, so a broker-based backplane subscribes only to those.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Container
+from collections.abc import Callable, Collection
 from enum import IntEnum
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 
 class Target(IntEnum):
@@ -41,14 +42,36 @@ class Envelope(Struct, frozen=True, array_like=True):
 Receiver = Callable[[Envelope], None]
 
 
+class BackplaneOptions(Struct, frozen=True, kw_only=True):
+    """How a broker backplane behaves; the ``[server]`` settings of the same names."""
+
+    #: Starts every channel, subject and key, so several vws apps can share one broker.
+    channel_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "vws"
+    #: Envelopes waiting for the broker; past it new ones are dropped and counted.
+    publish_queue: Annotated[int, Meta(ge=1)] = 10000
+    #: Seconds an envelope may wait for the broker before it is dropped and counted.
+    publish_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    #: Seconds without a heartbeat after which a node counts as gone (its clients and shared
+    #: hash fields with it); nodes send a heartbeat every quarter of it.
+    node_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    #: Longest wait between two attempts to reach the broker (seconds; the wait doubles from
+    #: a tenth of a second up to it).
+    reconnect_max_delay: Annotated[float, Meta(gt=0)] = 2.0
+
+
 class Backplane(ABC):
     """Carries envelopes between the nodes of one vws app."""
 
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
+        self.options = BackplaneOptions()
+
+    def configure(self, options: BackplaneOptions) -> None:
+        """Take the ``[server]`` settings; called before :meth:`start`."""
+        self.options = options
 
     @abstractmethod
-    async def start(self, receive: Receiver, local_clients: Container[str]) -> None:
+    async def start(self, receive: Receiver, local_clients: Collection[str]) -> None:
         """Begin delivering other nodes' envelopes to ``receive`` (called on the event loop).
 
         ``local_clients`` holds the ids of this node's clients, for :meth:`has_client`.
@@ -94,3 +117,7 @@ class Backplane(ABC):
     def state(self) -> str:
         """``ok`` or ``degraded`` (the broker is out of reach; local delivery still works)."""
         return "ok"
+
+    def stats(self) -> dict[str, int]:
+        """Counters for ``GET /_vws/health``: envelopes published, received, dropped..."""
+        return {}

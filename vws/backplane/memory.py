@@ -9,7 +9,7 @@ per sender holds across nodes too.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Container
+from collections.abc import Collection, Container
 
 from vws.backplane.base import Backplane, Envelope, Receiver, Target
 
@@ -25,7 +25,7 @@ class MemoryBackplane(Backplane):
         self._rooms: dict[tuple[str, str], int] = {}
         self._local: Container[str] = ()
 
-    async def start(self, receive: Receiver, local_clients: Container[str]) -> None:
+    async def start(self, receive: Receiver, local_clients: Collection[str]) -> None:
         self._receive = receive
         self._local = local_clients
         _buses[self._bus_name][self.node_id] = self

@@ -1,0 +1,37 @@
+"""``GET /_vws/health``: is this node up, and can it reach the other nodes?
+
+It always answers 200 while the process serves, so a load balancer keeps sending clients to a
+node whose broker is away (local delivery still works there); ``status`` says ``degraded``
+then, for monitoring. The counters show what the backplane published, received and dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get
+
+from vws.server import Server
+
+PATH = "/_vws/health"
+
+
+def report(server: Server) -> dict[str, Any]:
+    """The health document of ``server``."""
+    backplane = server.backplane
+    state = backplane.state
+    return {
+        "status": state,
+        "node": server.node_id,
+        "clients": len(server.hub.clients),
+        "backplane": {
+            "url": server.table.config.server.backplane.split("://", 1)[0] + "://",
+            "state": state,
+            **backplane.stats(),
+        },
+    }
+
+
+@get(PATH, sync_to_thread=False, include_in_schema=False)
+def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return report(request.app.state.vws)

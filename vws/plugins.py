@@ -121,12 +121,15 @@ def create_manager(
                 _add_entry_point(manager, entry, issues)
     folders: list[tuple[Path, ConfigIssue]] = []
     if plugins_dir is not None:
-        folders.append((Path(plugins_dir), ConfigIssue(os.fspath(plugins_dir), 0, "", "")))
+        folders.append(
+            (Path(plugins_dir), ConfigIssue(os.fspath(plugins_dir), 0, "", "the plugins dir"))
+        )
     if config.plugins.dir is not None:
-        folders.append((config.root / config.plugins.dir, config.issue(("plugins", "dir"), "")))
+        folder = config.root / config.plugins.dir
+        folders.append((folder, config.issue(("plugins", "dir"), f"the plugins dir {folder}")))
     for folder, where in folders:
         if not folder.is_dir():
-            issues.append(_with_message(where, f"the plugins dir {folder} is not a folder"))
+            issues.append(_with_message(where, f"{where.message} is not a folder"))
             continue
         for path in sorted(folder.glob("*.py")):
             if path.stem not in blocked and path.stem != "__init__":

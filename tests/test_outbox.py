@@ -228,3 +228,67 @@ def test_a_failing_send_ends_the_writer() -> None:
             await asyncio.wait_for(outbox.run(), TIMEOUT)
 
     run(main())
+
+
+def test_a_frame_for_an_idle_writer_is_written_by_put_itself() -> None:
+    async def main() -> None:
+        socket = FakeSocket()
+        outbox, _ = make(socket, limit=10)
+        writer = asyncio.create_task(outbox.run())
+        await asyncio.sleep(0)  # the writer is idle now
+        outbox.put("now")
+        assert socket.sent == ["now"]  # no turn of the loop was needed
+        outbox.close()
+        await asyncio.wait_for(writer, TIMEOUT)
+
+    run(main())
+
+
+def test_a_send_that_blocks_inside_put_is_finished_by_the_writer_in_order() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        socket = FakeSocket(gate)
+        outbox, slow = make(socket, limit=10)
+        writer = asyncio.create_task(outbox.run())
+        await asyncio.sleep(0)
+        for text in ("1", "2", "3"):
+            outbox.put(text)
+        assert socket.sent == [] and len(outbox) == 2  # "1" is in flight, handed to the writer
+        gate.set()
+        outbox.close()
+        await asyncio.wait_for(writer, TIMEOUT)
+        assert socket.sent == ["1", "2", "3"]
+        assert slow.count == 0
+
+    run(main())
+
+
+def test_the_policy_acts_when_a_send_blocked_inside_put() -> None:
+    async def main() -> None:
+        socket = FakeSocket(asyncio.Event())  # never drains
+        outbox, slow = make(socket, limit=2)
+        writer = asyncio.create_task(outbox.run())
+        await asyncio.sleep(0)
+        for text in ("stuck", "a", "b"):
+            outbox.put(text)
+        assert slow.count == 0
+        outbox.put("over")
+        assert slow.count == 1 and outbox.closed
+        await cancel(writer)
+
+    run(main())
+
+
+def test_a_send_failing_inside_put_closes_the_outbox_and_ends_the_writer() -> None:
+    async def main() -> None:
+        async def broken(text: str) -> None:
+            raise ConnectionResetError("gone")
+
+        outbox = Outbox(broken, limit=4, drop_oldest=False, on_slow=SlowCalls())
+        writer = asyncio.create_task(outbox.run())
+        await asyncio.sleep(0)
+        outbox.put("x")
+        assert outbox.closed
+        await asyncio.wait_for(writer, TIMEOUT)
+
+    run(main())

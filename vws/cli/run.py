@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from vws.cli import add_command, load
+from vws.config import ServerConfig
+from vws.metrics import multiprocess_metrics
+from vws.workers import Supervisor, reuse_port_socket
 
 #: The uvicorn protocol choices vws is served with (the bench serves its comparison targets with
 #: the same): the sans-I/O websockets implementation, uvloop and httptools (both come with
@@ -36,21 +40,48 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="development: also re-import changed handler modules of the project on a reload",
     )
     run.add_argument(
+        "--plugins-dir",
+        metavar="DIR",
+        help="also load every *.py in DIR as a plugin (sets VWS_PLUGINS_DIR)",
+    )
+    run.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    run.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="one line per log record: key=value text (default) or a JSON object",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes on the port (needs a redis:// or nats:// backplane)",
+    )
+    # set by the --workers supervisor for each worker it starts
+    run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
 
 def run_command(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from vws import logs
     from vws.app import create_app
     from vws.reload import Reloader
     from vws.server import Server
 
+    if args.plugins_dir:
+        # through the environment, so that a reload of routes.toml loads the same folder
+        os.environ["VWS_PLUGINS_DIR"] = os.path.abspath(args.plugins_dir)
     config, table, hooks = load(args.config)
     settings = config.server
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    if args.workers != 1:
+        return run_workers(args, settings, host, port)
+    log_config = logs.configure(args.log_format, args.log_level)
     server = Server(table, hooks)
     reloader = Reloader(server, args.config, watch=args.watch, reload_code=args.reload_code)
     app = create_app(server, reloader)
@@ -69,7 +100,45 @@ def run_command(args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.ping_timeout or None,
         lifespan="on",
         log_level=args.log_level,
+        log_config=log_config,
         timeout_graceful_shutdown=max(1, int(settings.close_timeout)),
     )
-    uvicorn.Server(uvicorn_config).run()
+    sockets = [reuse_port_socket(host, port)] if args.reuse_port else None
+    uvicorn.Server(uvicorn_config).run(sockets=sockets)
     return 0
+
+
+def run_workers(args: argparse.Namespace, settings: ServerConfig, host: str, port: int) -> int:
+    """Supervise ``args.workers`` copies of this command sharing the port (see vws.workers)."""
+    if args.workers < 1:
+        print("vws: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if settings.backplane.startswith("memory:"):
+        print(
+            f"vws: --workers {args.workers} needs a shared backplane, but it is "
+            f"{settings.backplane!r}: each worker would see only its own clients. Set [server] "
+            'backplane (or VWS_BACKPLANE) to "redis://host:6379/0" or "nats://host:4222".',
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        reserved = reuse_port_socket(host, port)  # holds the port (and picks one for port 0)
+    except OSError as exc:
+        print(f"vws: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    port = reserved.getsockname()[1]
+    command = [sys.executable, "-m", "vws.cli", "run", "--config", args.config]
+    command += ["--host", host, "--port", str(port), "--log-level", args.log_level]
+    command += ["--log-format", args.log_format]
+    command += ["--reuse-port"] + ([] if args.watch else ["--no-watch"])
+    command += ["--reload-code"] if args.reload_code else []
+    print(
+        f"vws: {args.workers} workers serving {args.config} on ws://{host}:{port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        with multiprocess_metrics():  # /metrics of any worker adds up every worker's counts
+            return Supervisor(command, args.workers, settings.close_timeout + 10).run()
+    finally:
+        reserved.close()

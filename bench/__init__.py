@@ -1,0 +1,5 @@
+"""The vws benchmark suite: vws against python-socketio and a hand-written Litestar floor.
+
+``bench/setup.sh`` installs what it needs; ``python -m bench`` (or ``bench/run.sh``) runs every
+scenario against every target and prints the table. See docs/performance.md.
+"""

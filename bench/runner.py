@@ -1,0 +1,420 @@
+"""Run every scenario against every target, several times, and print the table.
+
+Each measurement starts a fresh server pinned to one core (``taskset -c 0``) and the load
+generator pinned to the other (``taskset -c 1``), then stops the server. Runs are interleaved
+(run 1 of every target, then run 2, ...) so that noise from other work on the machine spreads
+over all targets instead of landing on one. Only ratios within one invocation mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+VWS_APP = BENCH / "vws_app"
+TARGETS = ("vws", "socketio", "floor")
+SCENARIOS = ("echo", "fanout", "broadcast", "connections")
+#: vws with a no-op ``vws_emit`` plugin, measured against plain vws on ``echo-emit``.
+PLUGIN_TARGETS = ("vws", "vws+noop-emit")
+STARTUP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Scenario sizes and durations; :data:`FULL` is the issue's, :data:`QUICK` the smoke test's."""
+
+    duration: float
+    warmup: float
+    echo_clients: int
+    rooms: int
+    members: int
+    fanout_window: int
+    broadcast_clients: int
+    broadcast_window: int
+    idle_clients: int
+    concurrency: int
+
+
+FULL = Sizes(5.0, 1.0, 50, 10, 100, 8, 1000, 4, 5000, 100)
+QUICK = Sizes(1.0, 0.3, 10, 2, 20, 4, 50, 2, 200, 50)
+
+
+def loadgen_args(scenario: str, sizes: Sizes) -> list[str]:
+    args = ["--duration", str(sizes.duration), "--warmup", str(sizes.warmup)]
+    args += ["--concurrency", str(sizes.concurrency)]
+    if scenario == "echo":
+        return [*args, "--clients", str(sizes.echo_clients)]
+    if scenario == "fanout":
+        args += ["--rooms", str(sizes.rooms), "--members", str(sizes.members)]
+        return [*args, "--window", str(sizes.fanout_window)]
+    if scenario == "broadcast":
+        args += ["--clients", str(sizes.broadcast_clients)]
+        return [*args, "--window", str(sizes.broadcast_window)]
+    return [*args, "--clients", str(sizes.idle_clients)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pinned(core: int | None, command: list[str]) -> list[str]:
+    return command if core is None else ["taskset", "-c", str(core), *command]
+
+
+def server_command(target: str, port: int, workdir: Path) -> list[str]:
+    python = sys.executable
+    if target == "vws":
+        config = VWS_APP / "routes.toml"
+    elif target == "vws+noop-emit":
+        config = workdir / "routes.toml"
+        text = (VWS_APP / "routes.toml").read_text()
+        config.write_text(text + '\n[plugins]\nload = ["noop_emit"]\n')
+    else:
+        return [python, "-m", "bench.serve", target, "--port", str(port)]
+    run = [python, "-m", "vws.cli", "run", "--config", str(config), "--port", str(port)]
+    return [*run, "--log-level", "warning"]
+
+
+@contextmanager
+def running_server(target: str, core: int | None) -> Iterator[tuple[str, int]]:
+    """Start a target's server; yield its URL and pid; stop it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(VWS_APP), str(REPO)]),
+        "VWS_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    with tempfile.TemporaryDirectory(prefix="vws-bench-") as workdir:
+        command = pinned(core, server_command(target, port, Path(workdir)))
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            _wait_for_port(port, process)
+            yield f"ws://127.0.0.1:{port}", process.pid
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"server exited with {process.returncode}:\n{error}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on port {port} within {STARTUP_TIMEOUT} s")
+
+
+def measure(
+    scenario: str,
+    target: str,
+    sizes: Sizes,
+    *,
+    pin: bool = True,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
+    """One run of one scenario against one target, on a fresh server."""
+    dialect = "vws" if target.startswith("vws") else target
+    with running_server(target, 0 if pin else None) as (url, pid):
+        command = [sys.executable, "-m", "bench.loadgen", scenario, dialect, "--url", url]
+        command += ["--server-pid", str(pid), *loadgen_args(scenario, sizes), *(extra or [])]
+        budget = sizes.warmup + sizes.duration + 180
+        done = subprocess.run(
+            pinned(1 if pin else None, command),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=budget,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{scenario} against {target} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["target"] = target
+    if result.get("server_cpu_pct"):
+        # Throughput per second of server CPU: steadier than the raw rate on a busy machine,
+        # where the server's core is shared with other work.
+        result["rate_per_cpu"] = result["rate"] / (result["server_cpu_pct"] / 100)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The table.
+
+
+@dataclass(frozen=True)
+class Metric:
+    scenario: str
+    key: str
+    label: str
+    higher_is_better: bool
+    digits: int = 0
+
+
+METRICS = (
+    Metric("echo", "rate", "echo round trips/s", True),
+    Metric("echo", "rate_per_cpu", "echo round trips per server CPU-second", True),
+    Metric("fanout", "rate", "fanout deliveries/s", True),
+    Metric("fanout", "rate_per_cpu", "fanout deliveries per server CPU-second", True),
+    Metric("fanout", "p50_ms", "fanout p50 latency (ms)", False, 2),
+    Metric("fanout", "p99_ms", "fanout p99 latency (ms)", False, 2),
+    Metric("broadcast", "rate", "broadcast deliveries/s", True),
+    Metric("broadcast", "rate_per_cpu", "broadcast deliveries per server CPU-second", True),
+    Metric("broadcast", "p99_ms", "broadcast p99 latency (ms)", False, 1),
+    Metric("connections", "rate", "connects/s (5000 idle)", True),
+    Metric("connections", "kib_per_conn", "server KiB per idle connection", False, 1),
+)
+
+#: The issue's targets: (metric label, against, required ratio vws/against, "≥" or "≤").
+GOALS = (
+    ("echo round trips/s", "socketio", 4.0, "≥"),
+    ("echo round trips/s", "floor", 0.9, "≥"),
+    ("fanout deliveries/s", "socketio", 5.0, "≥"),
+    ("fanout deliveries/s", "floor", 0.9, "≥"),
+    ("fanout p99 latency (ms)", "socketio", 1 / 3, "≤"),
+    ("broadcast deliveries/s", "socketio", 4.0, "≥"),
+    ("server KiB per idle connection", "socketio", 0.7, "≤"),
+)
+
+
+def values(results: list[dict[str, Any]], scenario: str, target: str, key: str) -> list[float]:
+    return [
+        r[key]
+        for r in results
+        if r["scenario"] == scenario and r["target"] == target and r.get(key) is not None
+    ]
+
+
+def cell(samples: list[float], digits: int) -> str:
+    if not samples:
+        return "—"
+    median = statistics.median(samples)
+    if len(samples) == 1:
+        return f"{median:,.{digits}f}"
+    spread = (max(samples) - min(samples)) / median * 100 if median else 0.0
+    return f"{median:,.{digits}f} ±{spread / 2:.0f}%"
+
+
+def median_of(results: list[dict[str, Any]], metric: Metric, target: str) -> float | None:
+    samples = values(results, metric.scenario, target, metric.key)
+    return statistics.median(samples) if samples else None
+
+
+def table(results: list[dict[str, Any]], targets: tuple[str, ...]) -> str:
+    """The results as a Markdown table: medians (± half the min-max spread) and ratios."""
+    lines = []
+    header = ["metric", *targets]
+    others = [t for t in targets if t != "vws"]
+    if "vws" in targets:
+        header += [f"vws ÷ {other}" for other in others]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for metric in METRICS:
+        if not any(values(results, metric.scenario, t, metric.key) for t in targets):
+            continue
+        row = [metric.label]
+        for target in targets:
+            row.append(cell(values(results, metric.scenario, target, metric.key), metric.digits))
+        if "vws" in targets:
+            mine = median_of(results, metric, "vws")
+            for other in others:
+                theirs = median_of(results, metric, other)
+                row.append(f"{mine / theirs:.2f}x" if mine and theirs else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append("| CPU% server / load generator (median) | " + " | ".join(targets) + " |")
+    lines.append("|---|" + "---|" * len(targets))
+    for scenario in SCENARIOS:
+        row = [scenario]
+        for target in targets:
+            server = values(results, scenario, target, "server_cpu_pct")
+            client = values(results, scenario, target, "client_cpu_pct")
+            if not client:
+                row.append("—")
+                continue
+            shown = f"{statistics.median(server):.0f}" if server else "?"
+            row.append(f"{shown} / {statistics.median(client):.0f}")
+        if len(row) > 1 and any(c != "—" for c in row[1:]):
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def goals(results: list[dict[str, Any]]) -> str:
+    """The issue's targets, judged on the raw medians and, for throughput, per server CPU."""
+    lines = [
+        "| target | required | vws ratio | met | per server CPU-second | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_label = {metric.label: metric for metric in METRICS}
+    per_cpu = {m.scenario: m for m in METRICS if m.key == "rate_per_cpu"}
+    for label, other, required, sense in GOALS:
+        metric = by_label[label]
+        ratio = _ratio(results, metric, other)
+        if ratio is None:
+            continue
+        row = [f"{label}, vws ÷ {other}", f"{sense} {required:.2f}x"]
+        row += [f"{ratio:.2f}x", _met(ratio, required, sense)]
+        normalised = per_cpu.get(metric.scenario) if metric.key == "rate" else None
+        cpu_ratio = _ratio(results, normalised, other) if normalised else None
+        if cpu_ratio is None:
+            row += ["—", "—"]
+        else:
+            row += [f"{cpu_ratio:.2f}x", _met(cpu_ratio, required, sense)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(results: list[dict[str, Any]], metric: Metric, other: str) -> float | None:
+    mine, theirs = median_of(results, metric, "vws"), median_of(results, metric, other)
+    return mine / theirs if mine and theirs else None
+
+
+def _met(ratio: float, required: float, sense: str) -> str:
+    return "yes" if (ratio >= required if sense == "≥" else ratio <= required) else "NO"
+
+
+def plugin_table(results: list[dict[str, Any]]) -> str:
+    """echo-emit with and without a no-op ``vws_emit`` plugin: raw and per server CPU-second."""
+    rows = [r for r in results if r["scenario"] == "echo-emit"]
+    if not rows:
+        return ""
+    lines = [
+        "| echo-emit (reply sent by Client.emit) | round trips/s | per server CPU-second |",
+        "|---|---|---|",
+    ]
+    medians: dict[str, tuple[float, float]] = {}
+    for target in PLUGIN_TARGETS:
+        rates = [r["rate"] for r in rows if r["target"] == target]
+        per_cpu = [r["rate_per_cpu"] for r in rows if r["target"] == target and "rate_per_cpu" in r]
+        if rates and per_cpu:
+            medians[target] = (statistics.median(rates), statistics.median(per_cpu))
+            lines.append(f"| {target} | {cell(rates, 0)} | {cell(per_cpu, 0)} |")
+    if len(medians) == 2:
+        (raw_with, cpu_with), (raw_without, cpu_without) = (
+            medians["vws+noop-emit"],
+            medians["vws"],
+        )
+        lines.append(
+            f"| with ÷ without | {raw_with / raw_without:.3f}x | {cpu_with / cpu_without:.3f}x |"
+        )
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["vws", "uvicorn", "websockets", "litestar", "msgspec", "uvloop", "httptools"]
+    names += ["python-socketio", "python-engineio", "picows"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return f"Python {sys.version.split()[0]}; " + ", ".join(found)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each scenario and target")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument(
+        "--plugin", action="store_true", help="also echo-emit: vws with vs without a no-op plugin"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke sizes: about 1 s a scenario")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    targets = tuple(t for t in args.targets.split(",") if t)
+    unknown = set(scenarios) - set(SCENARIOS) | set(targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown scenario or target: {', '.join(sorted(unknown))}")
+    pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(versions(), file=sys.stderr)
+    print(f"pinned: {pin}; runs: {args.runs}; sizes: {sizes}", file=sys.stderr)
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+
+    def record(run: int, scenario: str, target: str, extra: list[str] | None = None) -> None:
+        """Measure once; a failure is reported and the other measurements go on."""
+        try:
+            result = measure(
+                "echo" if scenario == "echo-emit" else scenario, target, sizes, pin=pin, extra=extra
+            )
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+            failures.append(f"run {run} {scenario} {target}: {error}")
+            print(f"run {run} {scenario} {target} FAILED: {error}", file=sys.stderr, flush=True)
+            return
+        result["scenario"] = scenario
+        results.append(result)
+        _progress(run, result)
+        if result.get("out_of_order"):
+            failures.append(f"run {run} {scenario} {target}: frames out of order or missing")
+
+    for run in range(1, args.runs + 1):
+        for scenario in scenarios:
+            for target in targets:
+                record(run, scenario, target)
+        if args.plugin:
+            for target in PLUGIN_TARGETS:
+                record(run, "echo-emit", target, ["--echo-event", "echo-emit"])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    print()
+    print(table(results, targets))
+    if "vws" in targets and len(targets) > 1:
+        print()
+        print(goals(results))
+    if args.plugin:
+        print()
+        print(plugin_table(results))
+    if failures:
+        print(f"\n{len(failures)} measurement(s) failed:", *failures, sep="\n", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _progress(run: int, result: dict[str, Any]) -> None:
+    shown = {k: v for k, v in result.items() if k not in ("scenario", "target", "unit")}
+    print(
+        f"run {run} {result['scenario']:<11} {result['target']:<14} "
+        f"{result['rate']:>10,.0f} {result['unit']:<14} {shown}",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -1,0 +1,74 @@
+"""The bench cannot rot: each scenario runs for about a second against each target.
+
+This runs ``python -m bench --quick`` (small sizes, one run, no CPU pinning) exactly as a user
+would, and checks that every target served every scenario and the table was printed. It asserts
+what happened, never how fast: speed is what the bench itself reports (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parent.parent
+TARGETS = {"vws", "socketio", "floor"}
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[list[dict], str]:
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--no-pin"]
+    done = subprocess.run(
+        [*command, "--json", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text()), done.stdout
+
+
+def by_target(results: list[dict], scenario: str) -> dict[str, dict]:
+    return {r["target"]: r for r in results if r["scenario"] == scenario}
+
+
+def test_echo_against_every_target_and_the_plugin_variant(tmp_path: Path) -> None:
+    results, table = run_bench(tmp_path, "--scenarios", "echo", "--plugin")
+    echo = by_target(results, "echo")
+    assert set(echo) == TARGETS
+    for result in echo.values():
+        assert result["count"] > 0
+        assert result["server_cpu_pct"] is not None
+    with_plugin = by_target(results, "echo-emit")
+    assert set(with_plugin) == {"vws", "vws+noop-emit"}
+    assert all(r["count"] > 0 for r in with_plugin.values())
+    assert "| echo round trips/s |" in table
+    assert "| with ÷ without |" in table
+
+
+@pytest.mark.parametrize("scenario", ["fanout", "broadcast"])
+def test_deliveries_against_every_target(tmp_path: Path, scenario: str) -> None:
+    results, table = run_bench(tmp_path, "--scenarios", scenario)
+    found = by_target(results, scenario)
+    assert set(found) == TARGETS
+    for result in found.values():
+        assert result["count"] > 0
+        assert 0 < result["p50_ms"] <= result["p99_ms"]
+        assert result["out_of_order"] == 0  # sampled frames carried the expected sequence
+    assert f"| {scenario} deliveries/s |" in table
+
+
+def test_idle_connections_against_every_target(tmp_path: Path) -> None:
+    results, table = run_bench(tmp_path, "--scenarios", "connections")
+    found = by_target(results, "connections")
+    assert set(found) == TARGETS
+    for result in found.values():
+        assert result["count"] == 200  # every client connected and was still open
+        assert result["rss_after_mib"] > 0
+        assert "kib_per_conn" in result
+    assert "| server KiB per idle connection |" in table

@@ -16,9 +16,14 @@ from litestar.types import Receive, Scope, Send
 from vws.config import load_config
 from vws.connection import request_path, serve
 from vws.dispatch import compile_table
+from vws.health import health
+from vws.metrics import Monitor
 from vws.plugins import Hooks, create_manager
+from vws.publish import publish
 from vws.reload import Reloader
 from vws.server import Server
+from vws.static_files import client_script, serve_static
+from vws.status import handlers as status_handlers
 
 
 def create_app(server: Server, reloader: Reloader | None = None) -> Litestar:
@@ -29,7 +34,11 @@ def create_app(server: Server, reloader: Reloader | None = None) -> Litestar:
         if scope["type"] == "websocket":
             await serve(server, scope, receive, send)  # type: ignore[arg-type]
             return
-        known = request_path(scope) in server.table.routes  # type: ignore[arg-type]
+        path = request_path(scope)  # type: ignore[arg-type]
+        config = server.table.config
+        if await serve_static(config.static, config.root, scope, send, path):
+            return
+        known = path in server.table.routes
         status, body = (426, b"this path speaks WebSocket\n") if known else (404, b"not found\n")
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         if known:
@@ -37,10 +46,18 @@ def create_app(server: Server, reloader: Reloader | None = None) -> Litestar:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    on_startup = [server.start] + ([reloader.start] if reloader else [])
-    on_shutdown = ([reloader.stop] if reloader else []) + [server.stop]
-    app = Litestar(route_handlers=[routes], on_startup=on_startup, on_shutdown=on_shutdown)
+    monitor = Monitor(server)  # status rates and /metrics
+    on_startup = [server.start, monitor.start] + ([reloader.start] if reloader else [])
+    on_shutdown = ([reloader.stop] if reloader else []) + [server.stop, monitor.stop]
+    server.backplane.configure(server.table.config.server.backplane_options())
+    app = Litestar(
+        route_handlers=[health, *status_handlers, publish, client_script, routes],
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        logging_config=None,  # vws.logs sets logging up (vws run --log-format)
+    )
     app.state.vws = server
+    app.state.vws_monitor = monitor
     return app
 
 

@@ -56,13 +56,64 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     ping_timeout: Annotated[float, Meta(ge=0)] = 20.0
     #: How long a close frame may wait behind a socket that is not draining (seconds).
     close_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    #: Broker backplanes (redis://, nats://): see vws.backplane.BackplaneOptions.
+    channel_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "vws"
+    publish_queue: Annotated[int, Meta(ge=1)] = 10000
+    publish_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    node_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    reconnect_max_delay: Annotated[float, Meta(gt=0)] = 2.0
+
+    def backplane_options(self) -> backplane.BackplaneOptions:
+        """The settings a broker backplane takes."""
+        return backplane.BackplaneOptions(
+            channel_prefix=self.channel_prefix,
+            publish_queue=self.publish_queue,
+            publish_timeout=self.publish_timeout,
+            node_timeout=self.node_timeout,
+            reconnect_max_delay=self.reconnect_max_delay,
+        )
+
+
+#: A plugin to load: a module reference, or the name of an installed entry point (may hold "-").
+PluginReference = Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][\w.-]*(:[\w.]+)?$")]
 
 
 class PluginsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """The ``[plugins]`` table: which plugin modules to load and their settings."""
+    """The ``[plugins]`` table: which plugins to load or block, and their settings."""
 
-    load: tuple[Reference, ...] = ()
+    load: tuple[PluginReference, ...] = ()
+    #: Plugin names never loaded, whatever their source (an entry point, load, a plugins dir).
+    block: tuple[str, ...] = ()
+    #: A folder (relative to routes.toml) whose every ``*.py`` is loaded as a plugin.
+    dir: str | None = None
     settings: dict[str, dict[str, Any]] = {}
+
+
+class AdminConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The ``[admin]`` table: who may see ``/_vws`` and ``/metrics``, and the publish API.
+
+    Without a key the status page and the metrics are served to loopback clients only and the
+    publish API is off; with one, all three need ``Authorization: Bearer KEY``.
+    """
+
+    #: The admin key; ``VWS_ADMIN_KEY`` in the environment overrides it.
+    key: str = ""
+    #: Largest request body ``POST /_vws/api/publish`` accepts (bytes).
+    max_publish_bytes: Annotated[int, Meta(ge=64)] = 1_048_576
+    #: Most messages one publish request may carry.
+    max_publish_batch: Annotated[int, Meta(ge=1)] = 1000
+
+
+class StaticConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The ``[static]`` table: a folder of files served over HTTP at a URL prefix, so an app
+    ships its web page beside its routes (WebSocket handshakes still go to the routes)."""
+
+    #: The folder, relative to the folder holding routes.toml.
+    directory: Annotated[str, Meta(min_length=1)]
+    #: The URL prefix the folder is served under; "/" serves it at the root.
+    prefix: str = "/"
+    #: The file served for a folder's URL.
+    index: str = "index.html"
 
 
 class EventConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -86,6 +137,8 @@ class Config(Struct, frozen=True, kw_only=True):
     source: str
     server: ServerConfig = ServerConfig()
     plugins: PluginsConfig = PluginsConfig()
+    admin: AdminConfig = AdminConfig()
+    static: StaticConfig | None = None
     routes: dict[str, RouteConfig] = {}
     lines: dict[KeyPath, int] = {}
 
@@ -98,8 +151,22 @@ class Config(Struct, frozen=True, kw_only=True):
         """A located issue for the key at ``path``."""
         return ConfigIssue(self.source, line_of(self.lines, path), dotted(path), message)
 
+    def convert(self, value: Any, type_: Any, at: KeyPath) -> tuple[Any, list[ConfigIssue]]:
+        """``msgspec.convert`` of the value found at ``at``, failures as located issues.
 
-_TOP_LEVEL = {"server": ServerConfig, "plugins": PluginsConfig}
+        Returns the converted value (None on failure) and the issues.
+        """
+        issues: list[ConfigIssue] = []
+        result = _convert(value, type_, at, lambda path, m: issues.append(self.issue(path, m)))
+        return result, issues
+
+
+_TOP_LEVEL = {
+    "server": ServerConfig,
+    "plugins": PluginsConfig,
+    "admin": AdminConfig,
+    "static": StaticConfig,
+}
 _MSGSPEC_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)|\(at end of document\)")
@@ -124,7 +191,8 @@ def load_config(
 
     Args:
         path: the routes.toml to read.
-        environ: where ``VWS_HOST``, ``VWS_PORT`` and ``VWS_BACKPLANE`` are looked up
+        environ: where ``VWS_HOST``, ``VWS_PORT``, ``VWS_BACKPLANE`` and ``VWS_ADMIN_KEY`` are
+            looked up
             (``os.environ`` by default); they override the file.
 
     Raises:
@@ -158,19 +226,23 @@ def parse_config(text: str, source: str, *, environ: Mapping[str, str]) -> Confi
         elif key == "routes":
             sections[key] = _convert_routes(value, issue)
         else:
-            issue((key,), "unknown key: expected one of server, plugins, routes")
+            issue((key,), "unknown key: expected one of server, plugins, admin, static, routes")
 
     server = sections.get("server") or ServerConfig()
     problem = _backplane_problem(server.backplane)
     if problem:
         issue(("server", "backplane"), problem)
     server = _apply_environment(server, environ, issues)
+    if sections.get("static"):
+        _check_static(sections["static"], Path(source).resolve().parent, issue)
     if issues:
         raise ConfigError(issues)
     return Config(
         source=source,
         server=server,
         plugins=sections.get("plugins") or PluginsConfig(),
+        admin=_admin_environment(sections.get("admin") or AdminConfig(), environ),
+        static=sections.get("static"),
         routes=sections.get("routes") or {},
         lines=lines,
     )
@@ -277,6 +349,23 @@ def _apply_environment(
                 ConfigIssue("environment", 0, "VWS_PORT", f"expected a port number, got {port!r}")
             )
     return msgspec.structs.replace(server, **changes) if changes else server
+
+
+def _admin_environment(admin: AdminConfig, environ: Mapping[str, str]) -> AdminConfig:
+    """``VWS_ADMIN_KEY`` overrides ``[admin] key``, so the key need not live in the file."""
+    key = environ.get("VWS_ADMIN_KEY")
+    return msgspec.structs.replace(admin, key=key) if key else admin
+
+
+def _check_static(static: StaticConfig, root: Path, issue: Any) -> None:
+    if not static.prefix.startswith("/"):
+        issue(("static", "prefix"), "a URL prefix must start with '/'")
+    elif static.prefix.rstrip("/") == "/_vws" or static.prefix.startswith("/_vws/"):
+        issue(("static", "prefix"), "/_vws is vws's own: choose another prefix")
+    if not (root / static.directory).is_dir():
+        issue(("static", "directory"), f"no such folder: {root / static.directory}")
+    if not static.index or "/" in static.index:
+        issue(("static", "index"), "expected a file name, like index.html")
 
 
 def _backplane_problem(url: str) -> str | None:

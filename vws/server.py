@@ -15,6 +15,7 @@ from vws.dispatch import DispatchTable
 from vws.errors import Deny, ProtocolError
 from vws.fanout import Fanout
 from vws.hub import Hub
+from vws.metrics import Stats
 from vws.plugins import Hooks
 
 if TYPE_CHECKING:
@@ -34,13 +35,16 @@ class Server:
         self.backplane = backplanes.create(table.config.server.backplane, self.node_id)
         self.hub = Hub(self.backplane)
         self.hub.route_scoped = table.route_scoped
-        self.fanout = Fanout(self.hub, self.hooks)
+        #: What this node counts, for /metrics and the status page (vws.metrics).
+        self.stats = Stats(table)
+        self.fanout = Fanout(self.hub, self.hooks, self.stats)
         #: client id → its connection, for every registered client.
         self.connections: dict[str, Connection] = {}
 
     def swap(self, table: DispatchTable, hooks: Hooks | None = None) -> None:
         """Serve a new dispatch table (and hooks, when given) from the next frame on."""
         self.table = table
+        self.stats.reloaded(table)
         self.hub.route_scoped = table.route_scoped
         if hooks is not None:
             self.hooks = hooks
@@ -48,7 +52,7 @@ class Server:
 
     def startup_arguments(self) -> dict[str, Any]:
         """What ``vws_startup`` implementations are called with."""
-        return {"config": self.table.config}
+        return {"config": self.table.config, "server": self}
 
     async def start(self) -> None:
         await self.backplane.start(self.hub.deliver, self.hub.clients)
@@ -57,7 +61,7 @@ class Server:
     async def stop(self) -> None:
         for connection in list(self.connections.values()):
             await connection.close(1001, "server shutting down")
-        await self.hooks.observe("vws_shutdown")
+        await self.hooks.observe("vws_shutdown", server=self)
         await self.backplane.stop()
 
     async def join(self, client: Client, room: str) -> bool:
@@ -70,19 +74,29 @@ class Server:
             return False
         limit = self.table.config.server.max_rooms_per_client
         if len(client._rooms) >= limit:
-            raise ProtocolError("too_many_rooms", f"a client may be in at most {limit} rooms")
+            message = f"a client may be in at most {limit} rooms"
+            raise await self._join_refused(client, room, "too_many_rooms", message)
         try:
             await self.hooks.call("vws_join_room", client=client, room=room)
         except Deny as deny:
-            raise ProtocolError("join_denied", deny.reason) from None
+            raise await self._join_refused(client, room, "join_denied", deny.reason) from None
         except Exception:
             logger.exception("a vws_join_room hook raised; the join is refused")
-            raise ProtocolError("join_denied", "the join was refused") from None
+            message = "the join was refused"
+            raise await self._join_refused(client, room, "join_denied", message) from None
         if client.closing or client.outbox is None or room in client._rooms:
             return False
         client._rooms.add(room)
         self.hub.join(client.client_id, client.path, room, client.outbox)
+        await self.hooks.observe("vws_joined_room", client=client, room=room)
         return True
+
+    async def _join_refused(self, client: Client, room: str, code: str, reason: str) -> Exception:
+        """Tell the ``vws_refused`` observers; the error to raise for the client."""
+        await self.hooks.observe(
+            "vws_refused", client=client, action="join", target=room, code=code, reason=reason
+        )
+        return ProtocolError(code, reason)
 
     async def leave(self, client: Client, room: str) -> bool:
         """Take ``client`` out of ``room``; False when it was not a member."""

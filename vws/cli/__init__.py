@@ -14,7 +14,7 @@ from vws.errors import ConfigError
 from vws.plugins import Hooks, create_manager
 
 #: Modules of this package that add subcommands, in the order ``vws --help`` lists them.
-COMMANDS = ("run", "check")
+COMMANDS = ("init", "run", "check", "edit", "asyncapi", "plugins", "token", "connect")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,8 +63,17 @@ def add_command(
     return sub
 
 
-def load(path: str) -> tuple[Config, DispatchTable, Hooks]:
+def load(path: str, plugins_dir: str | None = None) -> tuple[Config, DispatchTable, Hooks]:
     """Everything a routes.toml names, loaded and checked (raises ConfigError)."""
     config = load_config(path)
     table = compile_table(config)
-    return config, table, Hooks(create_manager(config))
+    return config, table, Hooks(create_manager(config, plugins_dir=plugins_dir))
+
+
+def add_plugins_dir(parser: argparse.ArgumentParser) -> None:
+    """``--plugins-dir DIR``, for the commands that load plugins."""
+    parser.add_argument(
+        "--plugins-dir",
+        metavar="DIR",
+        help="also load every *.py in DIR as a plugin (VWS_PLUGINS_DIR by default)",
+    )

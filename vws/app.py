@@ -1,9 +1,12 @@
-"""The Litestar edge: one ASGI route that receives every path.
+"""The ASGI edge: WebSocket scopes go to vws, everything else to Litestar.
 
-Litestar owns the HTTP side and the lifespan; every WebSocket handshake, whatever its path,
-reaches :func:`vws.connection.serve`, which looks the path up in the server's dispatch table.
-Keeping the lookup in our table rather than in Litestar's router is what lets a reload change
-the paths without rebuilding the app.
+Litestar owns the HTTP side (status page, metrics, publish API, health, static files) and the
+lifespan. Every WebSocket handshake, whatever its path, goes straight to
+:func:`vws.connection.serve`, which looks the path up in the server's dispatch table: keeping
+the lookup in our table rather than in Litestar's router is what lets a reload change the paths
+without rebuilding the app. Routing sockets around Litestar rather than through a mount also
+keeps Litestar's middleware out of every frame: its exception middleware wraps ``send`` in one
+more coroutine per frame, and a vws connection handles its own errors (vws.connection).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import Litestar, asgi
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from vws.config import load_config
 from vws.connection import request_path, serve
@@ -26,14 +29,24 @@ from vws.static_files import client_script, serve_static
 from vws.status import handlers as status_handlers
 
 
-def create_app(server: Server, reloader: Reloader | None = None) -> Litestar:
-    """A Litestar app serving ``server``'s routes, reloading them with ``reloader`` if given."""
+def create_app(server: Server, reloader: Reloader | None = None) -> ASGIApp:
+    """The ASGI app serving ``server``'s routes, reloading them with ``reloader`` if given."""
+    http = create_http_app(server, reloader)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await serve(server, scope, receive, send)  # type: ignore[arg-type]
+        else:
+            await http(scope, receive, send)
+
+    return app
+
+
+def create_http_app(server: Server, reloader: Reloader | None = None) -> Litestar:
+    """The Litestar app of everything but the sockets: HTTP endpoints and the lifespan."""
 
     @asgi("/", is_mount=True, copy_scope=True)
     async def routes(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await serve(server, scope, receive, send)  # type: ignore[arg-type]
-            return
         path = request_path(scope)  # type: ignore[arg-type]
         config = server.table.config
         if await serve_static(config.static, config.root, scope, send, path):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
 
@@ -232,7 +232,14 @@ class Connection:
                 await server.leave(client, room)
                 result = {"room": room}
             else:
-                result = await self._dispatch(event, frame.payload)
+                handler, payload = self._target(event, frame.payload)
+                started = perf_counter()
+                try:
+                    result = handler.function(client, payload)
+                    if handler.is_async:
+                        result = await result
+                finally:
+                    server.stats.handled(client.path, event, perf_counter() - started)
         except ProtocolError as error:
             self._error(error.code, error.message, frame_id)
         except Deny as deny:
@@ -277,7 +284,15 @@ class Connection:
             logger.exception("a vws_message hook raised; the frame is refused")
             raise Deny("refused by a plugin") from None
 
-    async def _dispatch(self, event: str, payload: Any) -> Any:
+    def _target(self, event: str, payload: Any) -> tuple[Callback, Any]:
+        """The handler of ``event`` on this client's route, and the payload it is given.
+
+        A plain function rather than a coroutine: :meth:`handle` calls the handler itself, so
+        a frame costs no coroutine beyond ``handle``'s own (and the handler's, if async).
+
+        Raises:
+            ProtocolError: ``unknown_event``, or ``invalid_payload`` when the schema refuses it.
+        """
         route = self.server.table.routes.get(self.client.path)
         target = route.events.get(event) if route is not None else None
         if target is None:
@@ -287,15 +302,7 @@ class Connection:
                 payload = msgspec.convert(payload, target.schema)
             except msgspec.ValidationError as exc:
                 raise ProtocolError("invalid_payload", str(exc)) from None
-        started = time.perf_counter()
-        handler = target.handler
-        try:
-            result = handler.function(self.client, payload)  # not via _call: a coroutine less
-            if handler.is_async:
-                result = await result
-            return result
-        finally:
-            self.server.stats.handled(self.client.path, event, time.perf_counter() - started)
+        return target.handler, payload
 
     def _error(self, code: str, message: str, frame_id: int | str | None) -> None:
         self.server.stats.error(self.client.path, code)

@@ -133,6 +133,7 @@ class SocketIODialect:
 DIALECTS: dict[str, Callable[[], JsonDialect | SocketIODialect]] = {
     "vws": JsonDialect,
     "floor": JsonDialect,
+    "bare": JsonDialect,
     "socketio": SocketIODialect,
 }
 

@@ -1,6 +1,6 @@
 """Serve a comparison target on uvicorn with the settings ``vws run`` uses.
 
-``python -m bench.serve floor --port 8001`` or ``python -m bench.serve socketio --port 8002``.
+``python -m bench.serve floor --port 8001`` (or ``bare``, or ``socketio``).
 The protocol choices come from :data:`vws.cli.run.UVICORN_SPEED`, so the targets differ only in
 the application; the websocket limits match vws's defaults (64 KiB messages, pings every 20 s).
 """
@@ -15,7 +15,11 @@ import uvicorn
 
 from vws.cli.run import UVICORN_SPEED
 
-APPS = {"floor": "bench.targets.floor:app", "socketio": "bench.targets.socketio_app:app"}
+APPS = {
+    "floor": "bench.targets.floor:app",
+    "bare": "bench.targets.bare:app",
+    "socketio": "bench.targets.socketio_app:app",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,8 @@ SCENARIOS = ("echo", "fanout", "broadcast", "connections")
 #: vws with a no-op ``vws_emit`` plugin, measured against plain vws on ``echo-emit``.
 PLUGIN_TARGETS = ("vws", "vws+noop-emit")
 STARTUP_TIMEOUT = 30.0
+#: uvicorn's websocket implementations (``--ws``).
+WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ def pinned(core: int | None, command: list[str]) -> list[str]:
     return command if core is None else ["taskset", "-c", str(core), *command]
 
 
-def server_command(target: str, port: int, workdir: Path) -> list[str]:
+def server_command(target: str, port: int, workdir: Path, ws: str | None = None) -> list[str]:
+    """How to start ``target``; ``ws`` picks uvicorn's websocket implementation (not for vws)."""
     python = sys.executable
     if target == "vws":
         config = VWS_APP / "routes.toml"
@@ -89,13 +92,23 @@ def server_command(target: str, port: int, workdir: Path) -> list[str]:
         text = (VWS_APP / "routes.toml").read_text()
         config.write_text(text + '\n[plugins]\nload = ["noop_emit"]\n')
     else:
-        return [python, "-m", "bench.serve", target, "--port", str(port)]
+        return [
+            python,
+            "-m",
+            "bench.serve",
+            target,
+            "--port",
+            str(port),
+            *(["--ws", ws] if ws else []),
+        ]
     run = [python, "-m", "vws.cli", "run", "--config", str(config), "--port", str(port)]
     return [*run, "--log-level", "warning"]
 
 
 @contextmanager
-def running_server(target: str, core: int | None) -> Iterator[tuple[str, int]]:
+def running_server(
+    target: str, core: int | None, ws: str | None = None
+) -> Iterator[tuple[str, int]]:
     """Start a target's server; yield its URL and pid; stop it."""
     port = free_port()
     env = {
@@ -104,7 +117,7 @@ def running_server(target: str, core: int | None) -> Iterator[tuple[str, int]]:
         "VWS_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
     with tempfile.TemporaryDirectory(prefix="vws-bench-") as workdir:
-        command = pinned(core, server_command(target, port, Path(workdir)))
+        command = pinned(core, server_command(target, port, Path(workdir), ws))
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -140,10 +153,11 @@ def measure(
     *,
     pin: bool = True,
     extra: list[str] | None = None,
+    ws: str | None = None,
 ) -> dict[str, Any]:
     """One run of one scenario against one target, on a fresh server."""
     dialect = "vws" if target.startswith("vws") else target
-    with running_server(target, 0 if pin else None) as (url, pid):
+    with running_server(target, 0 if pin else None, ws) as (url, pid):
         command = [sys.executable, "-m", "bench.loadgen", scenario, dialect, "--url", url]
         command += ["--server-pid", str(pid), *loadgen_args(scenario, sizes), *(extra or [])]
         budget = sizes.warmup + sizes.duration + 180
@@ -229,12 +243,11 @@ def median_of(results: list[dict[str, Any]], metric: Metric, target: str) -> flo
 
 
 def table(results: list[dict[str, Any]], targets: tuple[str, ...]) -> str:
-    """The results as a Markdown table: medians (± half the min-max spread) and ratios."""
+    """The results as a Markdown table: medians (± half the min-max spread), and the ratios of
+    the first target (vws, unless ``--targets`` says otherwise) to each of the others."""
     lines = []
-    header = ["metric", *targets]
-    others = [t for t in targets if t != "vws"]
-    if "vws" in targets:
-        header += [f"vws ÷ {other}" for other in others]
+    base, others = targets[0], targets[1:]
+    header = ["metric", *targets, *(f"{base} ÷ {other}" for other in others)]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for metric in METRICS:
@@ -243,11 +256,10 @@ def table(results: list[dict[str, Any]], targets: tuple[str, ...]) -> str:
         row = [metric.label]
         for target in targets:
             row.append(cell(values(results, metric.scenario, target, metric.key), metric.digits))
-        if "vws" in targets:
-            mine = median_of(results, metric, "vws")
-            for other in others:
-                theirs = median_of(results, metric, other)
-                row.append(f"{mine / theirs:.2f}x" if mine and theirs else "—")
+        mine = median_of(results, metric, base)
+        for other in others:
+            theirs = median_of(results, metric, other)
+            row.append(f"{mine / theirs:.2f}x" if mine and theirs else "—")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.append("| CPU% server / load generator (median) | " + " | ".join(targets) + " |")
@@ -367,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke sizes: about 1 s a scenario")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--ws",
+        choices=WS_IMPLEMENTATIONS,
+        help="serve socketio, floor and bare with this uvicorn websocket implementation "
+        "(vws always runs on websockets-sansio)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -374,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(scenarios) - set(SCENARIOS) | set(targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown scenario or target: {', '.join(sorted(unknown))}")
+    if args.ws and (args.plugin or any(t.startswith("vws") for t in targets)):
+        parser.error("--ws is for the comparison targets only: add --targets socketio,floor,bare")
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -386,7 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         """Measure once; a failure is reported and the other measurements go on."""
         try:
             result = measure(
-                "echo" if scenario == "echo-emit" else scenario, target, sizes, pin=pin, extra=extra
+                "echo" if scenario == "echo-emit" else scenario,
+                target,
+                sizes,
+                pin=pin,
+                extra=extra,
+                ws=args.ws,
             )
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
             failures.append(f"run {run} {scenario} {target}: {error}")

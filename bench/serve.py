@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", choices=sorted(APPS))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--ws", default=UVICORN_SPEED["ws"], help="uvicorn's websocket implementation"
+    )
     args = parser.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         ws_ping_timeout=20.0,
         lifespan="auto",
         log_level=args.log_level,
-        **UVICORN_SPEED,
+        **(UVICORN_SPEED | {"ws": args.ws}),
     )
 
 

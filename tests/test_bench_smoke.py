@@ -73,3 +73,24 @@ def test_idle_connections_against_every_target(tmp_path: Path) -> None:
         assert result["rss_after_mib"] > 0
         assert "kib_per_conn" in result
     assert "| server KiB per idle connection |" in table
+
+
+def test_the_comparison_targets_on_another_websocket_implementation(tmp_path: Path) -> None:
+    results, table = run_bench(
+        tmp_path, "--scenarios", "echo", "--targets", "bare,socketio", "--ws", "wsproto"
+    )
+    assert set(by_target(results, "echo")) == {"bare", "socketio"}
+    assert "| metric | bare | socketio | bare ÷ socketio |" in table
+
+
+def test_vws_is_not_served_on_another_websocket_implementation() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--ws", "wsproto", "--targets", "vws"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--ws is for the comparison targets only" in done.stderr

@@ -14,7 +14,7 @@ import contextlib
 import secrets
 from typing import Any
 
-from bench.targets.floor import decode, encode
+from bench.targets.floor import decode, encode, forget
 
 Send = Any
 
@@ -66,13 +66,7 @@ async def serve(receive: Any, send: Send) -> None:
                 reply = {"event": "ack", "id": frame.id, "payload": {"room": frame.room}}
                 await send({"type": "websocket.send", "text": encode(reply).decode()})
     finally:
-        sockets.pop(key, None)
-        for room in joined:
-            members = rooms.get(room)
-            if members is not None:
-                members.pop(key, None)
-                if not members:
-                    del rooms[room]
+        forget(rooms, sockets, key, joined)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:

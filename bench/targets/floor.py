@@ -33,6 +33,19 @@ rooms: dict[str, dict[int, WebSocket]] = {}
 sockets: dict[int, WebSocket] = {}
 
 
+def forget(
+    rooms: dict[str, dict[int, Any]], sockets: dict[int, Any], key: int, joined: set[str]
+) -> None:
+    """Take a socket that went away out of ``sockets`` and of the ``joined`` rooms."""
+    sockets.pop(key, None)
+    for room in joined:
+        members = rooms.get(room)
+        if members is not None:
+            members.pop(key, None)
+            if not members:
+                del rooms[room]
+
+
 async def send_all(targets: list[WebSocket], text: str) -> None:
     for target in targets:
         with contextlib.suppress(Exception):  # a peer that went away meanwhile
@@ -68,13 +81,7 @@ async def handler(socket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        sockets.pop(key, None)
-        for room in joined:
-            members = rooms.get(room)
-            if members is not None:
-                members.pop(key, None)
-                if not members:
-                    del rooms[room]
+        forget(rooms, sockets, key, joined)
 
 
 app = Litestar(route_handlers=[handler])

@@ -200,3 +200,23 @@ def test_a_plugins_dir_that_is_not_a_folder_is_located(tmp_path: Path):
     assert result.returncode == 1
     assert result.stderr.startswith("routes.toml:2: plugins.dir: the plugins dir ")
     assert "is not a folder" in result.stderr
+
+
+def test_run_tells_a_failed_plugin_startup_in_one_line_and_exits(tmp_path: Path):
+    (tmp_path / "boom.py").write_text(
+        "from vws import hookimpl\n\n"
+        "@hookimpl\n"
+        "async def vws_startup(config, server):\n"
+        "    raise RuntimeError('cannot reach the user database')\n"
+    )
+    (tmp_path / "routes.toml").write_text(
+        '[plugins]\nload = ["boom"]\n\n[routes."/ws".events]\necho = "e2e_handlers:echo"\n'
+    )
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
+    result = vws("run", "--port", str(free_port()), cwd=tmp_path, env=env)
+    assert result.returncode == 3  # uvicorn's exit status for a failed startup
+    assert (
+        "vws cannot start: plugin 'boom' raised in vws_startup: "
+        "RuntimeError: cannot reach the user database"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr

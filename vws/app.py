@@ -11,14 +11,16 @@ more coroutine per frame, and a vws connection handles its own errors (vws.conne
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from litestar import Litestar, asgi
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from vws.config import load_config
 from vws.connection import request_path, serve
 from vws.dispatch import compile_table
+from vws.errors import ConfigError, PluginError
 from vws.health import health
 from vws.metrics import Monitor
 from vws.plugins import Hooks, create_manager
@@ -36,10 +38,42 @@ def create_app(server: Server, reloader: Reloader | None = None) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await serve(server, scope, receive, send)  # type: ignore[arg-type]
+        elif scope["type"] == "lifespan":
+            await http(scope, receive, _plain_startup_failure(send))
         else:
             await http(scope, receive, send)
 
     return app
+
+
+def _plain_startup_failure(send: Send) -> Send:
+    """``send`` for the lifespan, telling a failed start in vws's own words.
+
+    uvicorn logs the message of ``lifespan.startup.failed``, and Litestar makes it the whole
+    traceback. When the cause is one vws already words for people (a plugin that raised in
+    ``vws_startup``, a setting it cannot use), that one line is what the operator needs.
+    """
+
+    async def lifespan_send(message: Message) -> None:
+        if message["type"] == "lifespan.startup.failed":
+            error = _worded(sys.exception())
+            if error is not None:
+                message = {**message, "message": f"vws cannot start: {error}"}
+        await send(message)
+
+    return lifespan_send
+
+
+def _worded(error: BaseException | None) -> BaseException | None:
+    """The first vws error in ``error``, its exception groups and its causes, if any."""
+    while error is not None:
+        if isinstance(error, PluginError | ConfigError):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            found = (_worded(inner) for inner in error.exceptions)
+            return next((e for e in found if e is not None), None)
+        error = error.__cause__
+    return None
 
 
 def create_http_app(server: Server, reloader: Reloader | None = None) -> Litestar:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,8 +39,12 @@ class RunningServer:
         config: Path,
         extra_env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        *,
+        ready: str | None = "Uvicorn running on",
     ) -> None:
+        """Start it; wait until it logs ``ready`` (``None``: the test waits for what it needs)."""
         self.config = config
+        self._ready_line = ready
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.port}"
@@ -67,6 +73,8 @@ class RunningServer:
             cwd=config.parent,
         )
         threading.Thread(target=self._pump, daemon=True).start()
+        if ready is None:
+            return
         if not self._ready.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
             self.stop()
             raise RuntimeError("vws run did not start:\n" + "".join(self.lines))
@@ -75,7 +83,7 @@ class RunningServer:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line)
-            if "Uvicorn running on" in line:
+            if self._ready_line is not None and self._ready_line in line:
                 self._ready.set()
         self._ready.set()
 
@@ -91,6 +99,36 @@ class RunningServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+class Workers(RunningServer):
+    """``vws run --workers N``: a supervisor and its worker processes.
+
+    The constructor does not wait: tests wait until every worker has logged "Application
+    startup complete", which no single line of the supervisor's tells.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        count: int,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(config, extra_env, ("--workers", str(count), *args), ready=None)
+
+    def pids(self) -> list[int]:
+        """The workers' pids, as the supervisor logged them."""
+        found = re.search(r"workers started \(pids ([\d, ]+)\)", self.log())
+        return [int(pid) for pid in found[1].split(", ")] if found else []
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        code = super().stop(sig, timeout)
+        if code == -signal.SIGKILL:  # the supervisor had to be killed: its workers go too
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        return code
 
 
 ServerFactory = Callable[..., RunningServer]

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import threading
-from pathlib import Path
 
 import pytest
-from apps.scaleout_brokers import SHARED_REDIS, eventually, free_port, health
-from conftest import APPS, REPO
+from apps.scaleout_brokers import SHARED_REDIS, eventually, health
+from conftest import APPS, REPO, Workers
 from wsclient import Peer
 
 pytestmark = pytest.mark.anyio
@@ -29,61 +25,6 @@ to = "e2e_handlers:to"
 echo = "e2e_handlers:echo"
 node = "scaleout_handlers:node"
 """
-
-
-class Workers:
-    """``vws run --workers N`` in a subprocess, and what it has logged."""
-
-    def __init__(self, config: Path, count: int, backplane: str) -> None:
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.http = f"http://127.0.0.1:{self.port}"
-        self.lines: list[str] = []
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(APPS), str(REPO)]),
-            "VWS_BACKPLANE": backplane,
-        }
-        command = [sys.executable, "-m", "vws.cli", "run", "--config", str(config)]
-        command += ["--port", str(self.port), "--workers", str(count)]
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=config.parent,
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def pids(self) -> list[int]:
-        found = re.search(r"workers started \(pids ([\d, ]+)\)", self.log())
-        return [int(pid) for pid in found[1].split(", ")] if found else []
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                for pid in self.pids():
-                    _kill(pid)
-        return self.process.returncode
-
-
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def _gone(pid: int) -> bool:
@@ -135,7 +76,7 @@ def test_workers_refuse_the_memory_backplane(tmp_path):
 async def test_two_workers_share_one_port_and_one_app(tmp_path):
     config = tmp_path / "routes.toml"
     config.write_text(APP.format(prefix="w" + secrets.token_hex(5)))
-    workers = Workers(config, 2, SHARED_REDIS)
+    workers = Workers(config, 2, {"VWS_BACKPLANE": SHARED_REDIS})
     try:
         await eventually(
             lambda: workers.log().count("Application startup complete") == 2, timeout=60
@@ -151,7 +92,7 @@ async def test_two_workers_share_one_port_and_one_app(tmp_path):
 
         peers: dict[str, Peer] = {}
         for _ in range(100):  # connect until there is a client on each worker
-            peer = await Peer.connect(workers.url)
+            peer = await Peer.connect(f"{workers.url}/ws")
             node = await peer.call("node")
             if node in peers:
                 await peer.ws.close()

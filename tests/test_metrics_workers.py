@@ -3,19 +3,14 @@ counts (prometheus-client's multiprocess mode), over a real Redis backplane."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from apps.scaleout_brokers import SHARED_REDIS, eventually, free_port
-from conftest import APPS, REPO
+from apps.scaleout_brokers import SHARED_REDIS, eventually
+from conftest import Workers
 from test_metrics import value
 from wsclient import Peer
 
@@ -30,56 +25,20 @@ node = "scaleout_handlers:node"
 """
 
 
-class Workers:
-    """``vws run --workers 2`` in a subprocess, and what it logged."""
-
-    def __init__(self, config: Path) -> None:
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.http = f"http://127.0.0.1:{self.port}"
-        self.lines: list[str] = []
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(APPS), str(REPO)]),
-            "VWS_BACKPLANE": SHARED_REDIS,
-        }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        command = [sys.executable, "-m", "vws.cli", "run", "--config", str(config)]
-        command += ["--port", str(self.port), "--workers", "2", "--log-format", "json"]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-async def test_any_worker_reports_the_sum_of_all_workers(tmp_path: Path) -> None:
+async def test_any_worker_reports_the_sum_of_all_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "routes.toml"
     config.write_text(APP.format(prefix="m" + secrets.token_hex(5)))
-    workers = Workers(config)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # vws run sets its own
+    env = {"VWS_BACKPLANE": SHARED_REDIS}
+    workers = Workers(config, 2, env, ("--log-format", "json"))
     peers: list[Peer] = []
     try:
         await eventually(lambda: workers.log().count("Application startup complete") == 2, 60)
         nodes: set[str] = set()
         for _ in range(100):  # connect until each worker holds clients
-            peer = await Peer.connect(workers.url)
+            peer = await Peer.connect(f"{workers.url}/ws")
             peers.append(peer)
             nodes.add(await peer.call("node"))
             if len(nodes) == 2 and len(peers) >= 4:

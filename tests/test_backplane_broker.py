@@ -25,6 +25,7 @@ from apps.scaleout_brokers import (
 
 from vws.backplane import Backplane, BackplaneOptions, Envelope, Target, create
 from vws.backplane.broker import BrokerBackplane
+from vws.backplane.wire import Op
 
 pytestmark = pytest.mark.anyio
 
@@ -137,18 +138,21 @@ async def test_room_names_are_never_patterns(nodes):
 async def test_has_client_follows_other_nodes_clients_and_direct_frames_reach_the_owner(nodes):
     a, b, c = await nodes(3)
     b.clients["alice"] = object()
+    b.backplane.clients_changed("alice")  # as the hub does
     await eventually(lambda: a.backplane.has_client("alice") and c.backplane.has_client("alice"))
     assert not a.backplane.has_client("nobody")
     a.backplane.publish(Envelope(Target.CLIENT, "", "alice", "", "dm", a.backplane.node_id))
     await eventually(lambda: b.texts() == ["dm"])
     assert c.received == []  # direct frames go to the owner's channel only
     del b.clients["alice"]
+    b.backplane.clients_changed("alice")
     await eventually(lambda: not a.backplane.has_client("alice"))
 
 
 async def test_a_node_that_stops_is_forgotten_at_once(nodes):
     a, b = await nodes(2)
     b.clients["bob"] = object()
+    b.backplane.clients_changed("bob")
     await eventually(lambda: a.backplane.has_client("bob"))
     await b.backplane.stop()
     await eventually(lambda: not a.backplane.has_client("bob"), timeout=3)
@@ -158,6 +162,7 @@ async def test_a_late_node_learns_every_client_already_connected(nodes):
     (a,) = await nodes(1)
     for i in range(7000):  # more than one announcement chunk
         a.clients[f"c{i}"] = object()
+        a.backplane.clients_changed(f"c{i}")
     await eventually(lambda: a.backplane.stats()["published"] >= 3)
     (late,) = await nodes(1)
     await eventually(lambda: all(late.backplane.has_client(f"c{i}") for i in (0, 4999, 6999)))
@@ -316,3 +321,33 @@ async def _missing(result) -> bool:
 
 async def _is_zero(result) -> bool:
     return await result == 0
+
+
+async def test_clients_are_announced_once_per_turn_of_the_loop(nodes, monkeypatch):
+    (a,) = await nodes(1)
+    sent: list[tuple[Op, list[str] | None]] = []
+
+    def control(op: Op, channel: str, clients: list[str] | None = None, count: int = 0) -> None:
+        if op in (Op.ADDED, Op.REMOVED):
+            sent.append((op, clients))
+
+    monkeypatch.setattr(a.backplane, "_control", control)
+
+    async def end_of_turn() -> None:
+        """Run the callbacks already scheduled (the announcement is one)."""
+        done = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(done.set_result, None)
+        await done
+
+    for client_id in ("c2", "c0", "c1", "gone"):  # as the hub does for each connection
+        a.clients[client_id] = object()
+        a.backplane.clients_changed(client_id)
+    del a.clients["gone"]  # connected and left within one turn: never announced
+    a.backplane.clients_changed("gone")
+    assert sent == []
+    await end_of_turn()
+    assert sent == [(Op.ADDED, ["c0", "c1", "c2"])]
+    del a.clients["c1"]
+    a.backplane.clients_changed("c1")
+    await end_of_turn()
+    assert sent[1:] == [(Op.REMOVED, ["c1"])]

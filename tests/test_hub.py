@@ -35,6 +35,13 @@ class RecordingBackplane(MemoryBackplane):
         super().__init__(node_id, bus)
         self.calls: list[tuple[str, str, str]] = []
         self.published: list[Envelope] = []
+        #: Client ids the hub said connected or left, with whether it holds them afterwards.
+        self.changed: list[tuple[str, bool]] = []
+        self.hub: Hub | None = None
+
+    def clients_changed(self, client_id: str) -> None:
+        assert self.hub is not None
+        self.changed.append((client_id, client_id in self.hub.clients))
 
     def watch_room(self, path: str, room: str) -> None:
         self.calls.append(("watch", path, room))
@@ -66,7 +73,7 @@ class Node:
 
     def __init__(self, backplane: RecordingBackplane | None = None) -> None:
         self.backplane = backplane or RecordingBackplane()
-        self.hub = Hub(self.backplane)
+        self.hub = self.backplane.hub = Hub(self.backplane)
         self.inboxes: dict[str, Inbox] = {}
 
     def connect(self, client_id: str, path: str = "/ws") -> Inbox:
@@ -371,3 +378,12 @@ def test_private_memory_backplanes_do_not_share() -> None:
             await node.backplane.stop()
 
     asyncio.run(main())
+
+
+def test_the_backplane_hears_of_each_client_after_it_comes_and_after_it_goes() -> None:
+    node = Node()
+    node.connect("a")
+    node.join("a", "/ws", "lobby")
+    node.hub.unregister("a", "/ws", {"lobby"})
+    node.hub.unregister("a", "/ws", set())  # twice: told once
+    assert node.backplane.changed == [("a", True), ("a", False)]

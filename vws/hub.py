@@ -29,10 +29,12 @@ class Hub:
     def register(self, client_id: str, path: str, outbox: Outbox) -> None:
         self.clients[client_id] = outbox
         self.paths.setdefault(path, {})[client_id] = outbox
+        self.backplane.clients_changed(client_id)
 
     def unregister(self, client_id: str, path: str, rooms: set[str]) -> None:
         """Forget a client and take it out of ``rooms`` (its rooms on ``path``)."""
-        self.clients.pop(client_id, None)
+        if self.clients.pop(client_id, None) is not None:
+            self.backplane.clients_changed(client_id)
         on_path = self.paths.get(path)
         if on_path is not None:
             on_path.pop(client_id, None)

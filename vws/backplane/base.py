@@ -113,6 +113,14 @@ class Backplane(ABC):
         """Whether another node holds this client; False when it cannot be known cheaply."""
         return False
 
+    def clients_changed(self, client_id: str) -> None:
+        """A client of this node connected or went away (the hub calls this, after the change).
+
+        A backplane that tells other nodes whom this node holds announces the difference;
+        the others need do nothing.
+        """
+        return None
+
     @property
     def state(self) -> str:
         """``ok`` or ``degraded`` (the broker is out of reach; local delivery still works)."""

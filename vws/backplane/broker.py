@@ -37,11 +37,6 @@ logger = logging.getLogger("vws.backplane")
 BATCH = 512
 #: Most client ids in one announcement (a snapshot larger than this goes as several).
 CHUNK = 5000
-#: How often a node compares its clients with what it last announced (seconds), for up to
-#: :data:`ANNOUNCE_SCALE` clients; a bigger node compares less often, in proportion, so that
-#: the comparison stays under about one percent of a core.
-ANNOUNCE_EVERY = 0.05
-ANNOUNCE_SCALE = 5000
 #: How long :meth:`BrokerBackplane.start` waits for the broker before serving without it.
 START_WAIT = 2.0
 #: How long :meth:`BrokerBackplane.stop` lets queued messages go out.
@@ -74,7 +69,10 @@ class BrokerBackplane(Backplane):
         #: The channels of the rooms with local members.
         self._rooms: set[str] = set()
         self._subscribed: set[str] = set()
+        #: The clients the other nodes were last told this node holds.
         self._announced: set[str] = set()
+        #: Clients that connected or left since the last announcement.
+        self._changed: set[str] = set()
         #: (hash key, field) → value, for every shared-hash field this node set.
         self._mine: dict[tuple[str, str], str] = {}
         self._connected = False
@@ -370,6 +368,7 @@ class BrokerBackplane(Backplane):
         self._up.set()
         logger.info("backplane %s connected (node %s)", self.url, self.node_id)
         self._announced = set(self._local)
+        self._changed.clear()  # the snapshot says it all
         self._send_snapshot(self.all_channel)
         self._control(Op.HELLO, self.all_channel)
         self._control(Op.HEARTBEAT, self.all_channel, count=len(self._announced))
@@ -405,14 +404,24 @@ class BrokerBackplane(Backplane):
         for start in range(CHUNK, len(clients), CHUNK):
             self._control(Op.ADDED, channel, clients[start : start + CHUNK])
 
+    def clients_changed(self, client_id: str) -> None:
+        """Announce, at the end of this turn of the loop, who connected and who left.
+
+        Announcing once per turn rather than once per client keeps a storm of connections
+        to a few messages; announcing in the same turn keeps ``Client.to`` on other nodes one
+        broker round trip behind a connection, no more.
+        """
+        if not self._changed:
+            asyncio.get_running_loop().call_soon(self._announce)
+        self._changed.add(client_id)
+
     def _announce(self) -> None:
-        current = set(self._local)
-        announced = self._announced
-        if len(current) == len(announced) and current == announced:
-            return
-        added = sorted(current - announced)
-        removed = sorted(announced - current)
-        self._announced = current
+        changed, self._changed = self._changed, set()
+        local, announced = self._local, self._announced
+        added = sorted(c for c in changed if c in local and c not in announced)
+        removed = sorted(c for c in changed if c not in local and c in announced)
+        announced.update(added)
+        announced.difference_update(removed)
         for start in range(0, len(removed), CHUNK):
             self._control(Op.REMOVED, self.all_channel, removed[start : start + CHUNK])
         for start in range(0, len(added), CHUNK):
@@ -421,15 +430,10 @@ class BrokerBackplane(Backplane):
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
         beat_every = self.options.node_timeout / 4
-        next_beat = loop.time() + beat_every
         beats = 0
         while True:
-            await asyncio.sleep(ANNOUNCE_EVERY * max(1.0, len(self._local) / ANNOUNCE_SCALE))
-            self._announce()
+            await asyncio.sleep(beat_every)
             now = loop.time()
-            if now < next_beat:
-                continue
-            next_beat = now + beat_every
             dead = self.registry.expire(now, self.options.node_timeout)
             if dead:
                 logger.warning("backplane %s: node(s) %s stopped answering", self.url, dead)

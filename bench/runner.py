@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -118,27 +119,43 @@ def running_server(
     }
     with tempfile.TemporaryDirectory(prefix="vws-bench-") as workdir:
         command = pinned(core, server_command(target, port, Path(workdir), ws))
+        with serving(command, port, env) as pid:
+            yield f"ws://127.0.0.1:{port}", pid
+
+
+@contextmanager
+def serving(
+    command: list[str], port: int, env: dict[str, str], stop_within: float = 15.0
+) -> Iterator[int]:
+    """Start a server process and wait until it listens on ``port``; yield its pid; stop it.
+
+    Its error output goes to a file rather than a pipe, which a chatty server could fill and
+    then block on; the file is shown if the server exits before it listens.
+    """
+    with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=errors
         )
         try:
-            _wait_for_port(port, process)
-            yield f"ws://127.0.0.1:{port}", process.pid
+            _wait_for_port(port, process, errors)
+            yield process.pid
         finally:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(15)
+                process.wait(stop_within)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            error = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"server exited with {process.returncode}:\n{error}")
+            errors.seek(0)
+            said = errors.read().decode(errors="replace")[-3000:]
+            command = shlex.join(process.args)  # type: ignore[arg-type]
+            raise RuntimeError(f"{command} exited with {process.returncode}:\n{said}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return

@@ -94,3 +94,23 @@ def test_vws_is_not_served_on_another_websocket_implementation() -> None:
     )
     assert done.returncode == 2
     assert "--ws is for the comparison targets only" in done.stderr
+
+
+def test_the_scale_out_bench_runs_every_target(tmp_path: Path) -> None:
+    """``python -m bench.scaleout`` (docs/scaling.md) at smoke sizes: it cannot rot either."""
+    out = tmp_path / "scaleout.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scaleout", "--quick", "--runs", "1", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert {"vws redis x2 workers / fanout", "socketio redis, 2 nodes / crossnode"} <= set(results)
+    for name, runs in results.items():
+        assert len(runs) == 1, name
+        assert runs[0]["count"] > 0, name
+    assert "| vws memory x1 | broadcast |" in done.stdout

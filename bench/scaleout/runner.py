@@ -18,23 +18,21 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.runner import free_port, pinned, serving
+
 BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
 VWS_CONFIG = BENCH / "vws_app" / "routes.toml"
-STARTUP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,46 +73,6 @@ FULL = Sizes(5.0, 1.0, 10, 100, 8, 1000, 4, 100)
 QUICK = Sizes(1.0, 0.3, 2, 20, 4, 50, 2, 50)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {STARTUP_TIMEOUT} s")
-
-
-@contextmanager
-def process(command: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
-    """Start ``command`` on core 0, wait for ``port``; yield its pid; stop it with SIGTERM."""
-    child = subprocess.Popen(
-        ["taskset", "-c", "0", *command],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, child)
-        yield child.pid
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
 @contextmanager
 def redis_server() -> Iterator[tuple[str, int]]:
     port = free_port()
@@ -122,7 +80,7 @@ def redis_server() -> Iterator[tuple[str, int]]:
     command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", folder]
     try:
-        with process(command, port, dict(os.environ)) as pid:
+        with serving(pinned(0, command), port, dict(os.environ), 30.0) as pid:
             yield f"redis://127.0.0.1:{port}/0", pid
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -163,8 +121,8 @@ def measure(target: Target, scenario: str, sizes: Sizes) -> dict[str, Any]:
         }
         ports = [free_port() for _ in range(target.nodes)]
         with (
-            process(server_command(target, ports[0]), ports[0], env) as pid,
-            process(server_command(target, ports[-1]), ports[-1], env)
+            serving(pinned(0, server_command(target, ports[0])), ports[0], env, 30.0) as pid,
+            serving(pinned(0, server_command(target, ports[-1])), ports[-1], env, 30.0)
             if target.nodes > 1
             else nullcontext(None) as pid_b,
         ):

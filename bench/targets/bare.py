@@ -3,9 +3,9 @@
 The floor (bench/targets/floor.py) is what our stack costs at the least *with* Litestar. This
 is the same protocol, frames and rooms written straight against ASGI's ``receive`` and
 ``send``, so what remains is uvicorn, its websocket implementation, msgspec and a few
-dictionary operations. No app served by this uvicorn can be much faster, which makes it the
-yardstick for whether a target is reachable on this stack at all: if the bare app does 4.0x
-python-socketio, an app that does anything per frame cannot.
+dictionary operations. No ASGI app served by this uvicorn can be much faster, which makes it
+the yardstick for whether a target is reachable on this stack at all: a ratio the bare app
+does not reach, an app that does more per frame cannot reach either.
 """
 
 from __future__ import annotations

@@ -18,17 +18,21 @@ REPO = Path(__file__).parent.parent
 TARGETS = {"vws", "socketio", "floor", "bare"}
 
 
-def run_bench(tmp_path: Path, *args: str) -> tuple[list[dict], str]:
-    out = tmp_path / "results.json"
-    command = [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--no-pin"]
-    done = subprocess.run(
-        [*command, "--json", str(out), *args],
+def python_m(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:
+    """``python -m ARGS`` in the repository, as a user runs the bench."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=timeout,
         check=False,
     )
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[list[dict], str]:
+    out = tmp_path / "results.json"
+    done = python_m("bench", "--quick", "--runs", "1", "--no-pin", "--json", str(out), *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text()), done.stdout
 
@@ -84,14 +88,7 @@ def test_the_comparison_targets_on_another_websocket_implementation(tmp_path: Pa
 
 
 def test_vws_is_not_served_on_another_websocket_implementation() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--ws", "wsproto", "--targets", "vws"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python_m("bench", "--quick", "--ws", "wsproto", "--targets", "vws", timeout=60)
     assert done.returncode == 2
     assert "--ws is for the comparison targets only" in done.stderr
 
@@ -99,14 +96,7 @@ def test_vws_is_not_served_on_another_websocket_implementation() -> None:
 def test_the_scale_out_bench_runs_every_target(tmp_path: Path) -> None:
     """``python -m bench.scaleout`` (docs/scaling.md) at smoke sizes: it cannot rot either."""
     out = tmp_path / "scaleout.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scaleout", "--quick", "--runs", "1", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = python_m("bench.scaleout", "--quick", "--runs", "1", "--json", str(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert {"vws redis x2 workers / fanout", "socketio redis, 2 nodes / crossnode"} <= set(results)

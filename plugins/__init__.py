@@ -1,1 +1,5 @@
-"""The demo app's handler modules and the plugins that ship with vws."""
+"""The demo app's own modules, loaded the way a user's project loads its own.
+
+routes.toml names them (`plugins.chat:on_message`); the folder that holds routes.toml is
+importable, so this package resolves without being installed. `pip install vws` never installs it.
+"""

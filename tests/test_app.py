@@ -1,4 +1,4 @@
-"""vws.app.create_app: sockets go to vws, everything else to Litestar, in-process as the user
+"""vws.edge.app.create_app: sockets go to vws, everything else to Litestar, in-process as the user
 guide shows (Litestar's TestClient, no network)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from conftest import APPS, DEMO_APP
 from litestar.testing import TestClient
 
-from vws.app import create_app, load_server
+from vws.edge.app import create_app, load_server
 
 
 @pytest.fixture

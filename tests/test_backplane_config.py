@@ -82,3 +82,20 @@ def test_create_picks_the_implementation_from_the_scheme():
     assert isinstance(create("nats://127.0.0.1:4222", "n"), NatsBackplane)
     with pytest.raises(ValueError, match="expected memory://, redis:// or nats://"):
         create("amqp://h", "n")
+
+
+def test_a_broker_whose_client_is_not_installed_is_a_located_error(monkeypatch) -> None:
+    import vws.backplane
+
+    monkeypatch.setattr(vws.backplane, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            '[server]\nbackplane = "redis://127.0.0.1:6379/0"\n', "routes.toml", environ={}
+        )
+    assert [str(issue) for issue in caught.value.issues] == [
+        "routes.toml:2: server.backplane: redis:// needs the redis client: pip install 'vws[redis]'"
+    ]
+    assert vws.backplane.missing_client("nats://127.0.0.1:4222") == (
+        "nats:// needs the nats client: pip install 'vws[nats]'"
+    )
+    assert vws.backplane.missing_client("memory://") is None

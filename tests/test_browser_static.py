@@ -12,8 +12,8 @@ from conftest import RunningServer, ServerFactory
 from wsclient import Peer
 
 from vws.config import StaticConfig, parse_config
+from vws.edge.static_files import client_file, find_file
 from vws.errors import ConfigError
-from vws.static_files import client_file, find_file
 
 pytestmark = pytest.mark.anyio
 

@@ -34,7 +34,7 @@ FULL = dedent(
     backplane = "memory://bus"
 
     [plugins]
-    load = ["plugins.presence"]
+    load = ["presence"]
     [plugins.settings.presence]
     notify = true
 
@@ -97,7 +97,7 @@ def test_full_file_converts_to_typed_values() -> None:
     )
     assert isinstance(config.server.allowed_origins, tuple)
     assert config.plugins == PluginsConfig(
-        load=("plugins.presence",), settings={"presence": {"notify": True}}
+        load=("presence",), settings={"presence": {"notify": True}}
     )
     assert list(config.routes) == ["/ws", "/admins"]
     ws = config.routes["/ws"]

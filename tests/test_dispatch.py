@@ -1,4 +1,4 @@
-"""Unit tests for vws.dispatch.compile_table: references resolve, errors are located."""
+"""Unit tests for vws.routing.compile_table: references resolve, errors are located."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import msgspec
 import pytest
 
 from vws.config import parse_config
-from vws.dispatch import DispatchTable, compile_table
 from vws.errors import ConfigError, ConfigIssue
+from vws.routing import DispatchTable, compile_table
 
 
 @dataclass
@@ -454,9 +454,7 @@ def test_every_bad_reference_is_reported_together(project: Project) -> None:
 def test_a_lifecycle_handler_takes_no_schema(tmp_path: Path) -> None:
     from vws.config import parse_config
 
-    text = (
-        '[routes."/ws".events.connect]\nhandler = "builtins:print"\nschema = "builtins:int"\n'
-    )
+    text = '[routes."/ws".events.connect]\nhandler = "builtins:print"\nschema = "builtins:int"\n'
     config = parse_config(text, str(tmp_path / "routes.toml"), environ={})
     with pytest.raises(ConfigError) as info:
         compile_table(config)

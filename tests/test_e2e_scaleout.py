@@ -32,7 +32,7 @@ channel_prefix = "{prefix}"
 {settings}
 
 [plugins]
-load = ["plugins.presence"]
+load = ["presence"]
 
 [routes."/ws".events]
 echo = "e2e_handlers:echo"
@@ -40,7 +40,7 @@ to_room = "e2e_handlers:to_room"
 to = "e2e_handlers:to"
 broadcast = "e2e_handlers:broadcast"
 node = "scaleout_handlers:node"
-presence = "plugins.presence:list_members"
+presence = "vws.contrib.presence:list_members"
 
 [routes."/other".events]
 echo = "e2e_handlers:echo"

@@ -1,4 +1,4 @@
-"""Unit tests for vws.hub.Hub: local registry, fan-out, and nodes sharing a memory bus."""
+"""Unit tests for vws.runtime.hub.Hub: local registry, fan-out, and nodes sharing a memory bus."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from vws.backplane import Envelope, MemoryBackplane, Target
-from vws.hub import Hub
-from vws.outbox import Outbox
+from vws.runtime.hub import Hub
+from vws.runtime.outbox import Outbox
 
 
 async def _never_sends(text: str) -> None:

@@ -21,7 +21,7 @@ TOKEN = "SECRET-TOKEN-0123456789"
 PAYLOAD = "PRIVATE-PAYLOAD-9876"
 
 
-def record(name: str = "vws.connection", message: str = "connect", **fields: object):
+def record(name: str = "vws.runtime.connection", message: str = "connect", **fields: object):
     made = logging.LogRecord(name, logging.INFO, __file__, 1, message, None, None)
     if fields:
         made.vws_fields = fields
@@ -30,7 +30,8 @@ def record(name: str = "vws.connection", message: str = "connect", **fields: obj
 
 def test_text_lines_carry_the_event_and_its_fields() -> None:
     line = logs.TextFormatter().format(record(client="abc", path="/ws", reason="not today"))
-    assert line.endswith(" INFO vws.connection connect client=abc path=/ws reason='not today'")
+    expected = " INFO vws.runtime.connection connect client=abc path=/ws reason='not today'"
+    assert line.endswith(expected)
     assert line[:4].isdigit() and "T" in line.split(" ")[0] and line.split(" ")[0].endswith("Z")
 
 
@@ -44,7 +45,7 @@ def test_json_lines_are_one_object_with_the_traceback_as_a_field() -> None:
     assert "\n" not in line
     data = json.loads(line)
     assert data["event"] == "handler_error" and data["path"] == "/ws"
-    assert data["level"] == "info" and data["logger"] == "vws.connection"
+    assert data["level"] == "info" and data["logger"] == "vws.runtime.connection"
     assert "RuntimeError: inside" in data["traceback"]
     plain = json.loads(logs.JsonFormatter().format(record(message="reloaded routes.toml")))
     assert plain["message"] == "reloaded routes.toml" and "event" not in plain
@@ -104,7 +105,7 @@ async def test_text_is_the_default(start_server) -> None:
     server = start_server(DEMO_APP)
     async with await Peer.connect(f"{server.url}/ws?token={TOKEN}") as peer:
         await peer.call("echo", PAYLOAD)
-    line = f" INFO vws.connection connect client={peer.id} path=/ws"
+    line = f" INFO vws.runtime.connection connect client={peer.id} path=/ws"
     with anyio.fail_after(10):  # the server's lines reach us a little after its answers
         while line not in server.log():
             await anyio.sleep(0.02)

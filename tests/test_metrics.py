@@ -14,7 +14,7 @@ from conftest import APPS, DEMO_APP
 from prometheus_client.parser import text_string_to_metric_families
 from wsclient import Peer
 
-from vws.metrics import DURATION_BUCKETS, Monitor
+from vws.ops.metrics import DURATION_BUCKETS, Monitor
 from vws.testing import ErrorReply, TestApp
 
 pytestmark = pytest.mark.anyio
@@ -209,7 +209,7 @@ async def test_an_event_a_reload_adds_gets_its_label_and_others_stay_unknown(
     app: TestApp,
 ) -> None:
     from vws.config import parse_config
-    from vws.dispatch import compile_table
+    from vws.routing import compile_table
 
     client = await app.connect("/other")
     with pytest.raises(ErrorReply):

@@ -1,10 +1,10 @@
-"""Unit tests for vws.origin: the browser Origin check at the handshake."""
+"""Unit tests for vws.edge.origin: the browser Origin check at the handshake."""
 
 from __future__ import annotations
 
 import pytest
 
-from vws.origin import normalise, origin_allowed
+from vws.edge.origin import normalise, origin_allowed
 
 
 def test_no_origin_is_allowed() -> None:

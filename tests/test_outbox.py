@@ -1,4 +1,4 @@
-"""Unit tests for vws.outbox.Outbox: a bounded send queue drained by one writer task."""
+"""Unit tests for vws.runtime.outbox.Outbox: a bounded send queue drained by one writer task."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vws.outbox import Outbox
+from vws.runtime.outbox import Outbox
 
 TIMEOUT = 5.0
 

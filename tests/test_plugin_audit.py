@@ -12,14 +12,14 @@ import pytest
 import websockets
 from wsclient import Peer
 
-from plugins.auth import mint
+from vws.contrib.auth import mint
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "audit-test-secret-0123456789abcdefghij"
 APP = f"""
 [plugins]
-load = ["plugins.auth", "plugins.audit"]
+load = ["auth", "audit"]
 
 [plugins.settings.auth]
 secret = "{SECRET}"

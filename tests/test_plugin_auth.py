@@ -18,17 +18,17 @@ import websockets
 from conftest import APPS, REPO, RunningServer
 from wsclient import Peer
 
-from plugins.auth import InvalidToken, Settings, mint, verify
 from vws.config import parse_config
+from vws.contrib.auth import InvalidToken, Settings, mint, verify
 from vws.errors import ConfigError
-from vws.plugins import create_manager
+from vws.hooks import create_manager
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "auth-test-secret-0123456789abcdefghij"
 APP = f"""
 [plugins]
-load = ["plugins.auth"]
+load = ["auth"]
 
 [plugins.settings.auth]
 secret = "{SECRET}"
@@ -210,7 +210,7 @@ def test_verify_checks_issuer_audience_and_leeway():
 
 def test_the_secret_is_required_and_checked_at_load(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("VWS_AUTH_SECRET", raising=False)
-    text = '[plugins]\nload = ["plugins.auth"]\n[plugins.settings.auth]\nleeway = 1\n'
+    text = '[plugins]\nload = ["auth"]\n[plugins.settings.auth]\nleeway = 1\n'
     source = tmp_path / "routes.toml"
     config = parse_config(text, str(source), environ={})
     with pytest.raises(ConfigError) as raised:

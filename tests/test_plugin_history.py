@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from wsclient import Peer
 
-from plugins.history import RoomLog, Settings, kept
+from vws.contrib.history import RoomLog, Settings, kept
 
 pytestmark = pytest.mark.anyio
 
 APP = """
 [plugins]
-load = ["plugins.presence", "plugins.history", "e2e_plugins"]
+load = ["presence", "history", "e2e_plugins"]
 
 [plugins.settings.presence]
 notify = true

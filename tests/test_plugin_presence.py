@@ -10,14 +10,14 @@ import msgspec
 import pytest
 from wsclient import Peer
 
-from plugins import presence
-from plugins.auth import mint
-from vws.client import Client
 from vws.config import parse_config
-from vws.dispatch import compile_table
-from vws.outbox import Outbox
-from vws.plugins import Hooks, create_manager
-from vws.server import Server
+from vws.contrib import presence
+from vws.contrib.auth import mint
+from vws.hooks import Hooks, create_manager
+from vws.routing import compile_table
+from vws.runtime.client import Client
+from vws.runtime.node import Server
+from vws.runtime.outbox import Outbox
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +25,7 @@ SECRET = "presence-test-secret-0123456789abcdef"
 
 APP = f"""
 [plugins]
-load = ["plugins.auth", "plugins.presence"]
+load = ["auth", "presence"]
 
 [plugins.settings.auth]
 secret = "{SECRET}"
@@ -37,7 +37,7 @@ info = {{ user = "claims.sub" }}
 max_members = 2
 
 [routes."/ws".events]
-presence = "plugins.presence:list_members"
+presence = "vws.contrib.presence:list_members"
 who = "plugin_handlers:who"
 echo = "e2e_handlers:echo"
 """
@@ -150,9 +150,9 @@ class Inbox(Outbox):
 def node(bus: str) -> Server:
     text = (
         f'[server]\nbackplane = "memory://{bus}"\n'
-        '[plugins]\nload = ["plugins.presence"]\n'
+        '[plugins]\nload = ["presence"]\n'
         "[plugins.settings.presence]\nnotify = true\n"
-        '[routes."/ws".events]\npresence = "plugins.presence:list_members"\n'
+        '[routes."/ws".events]\npresence = "vws.contrib.presence:list_members"\n'
     )
     config = parse_config(text, "routes.toml", environ={})
     return Server(compile_table(config), Hooks(create_manager(config, autoload=False)))

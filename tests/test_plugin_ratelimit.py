@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from wsclient import Peer
 
-from plugins.ratelimit import Bucket, Limit, Offender, Settings
+from vws.contrib.ratelimit import Bucket, Limit, Offender, Settings
 
 pytestmark = pytest.mark.anyio
 
 # rate is so low that no token comes back during a test: only burst counts
 APP = """
 [plugins]
-load = ["plugins.ratelimit"]
+load = ["ratelimit"]
 
 [plugins.settings.ratelimit]
 rate = 0.001

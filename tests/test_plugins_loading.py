@@ -15,7 +15,7 @@ from conftest import APPS, REPO
 
 from vws.config import parse_config
 from vws.errors import ConfigError
-from vws.plugins import Hooks, create_manager
+from vws.hooks import Hooks, create_manager
 
 VWS = str(Path(sys.executable).parent / "vws")
 PLUGIN_VARIABLES = ("VWS_DISABLE_PLUGIN_AUTOLOAD", "VWS_PLUGINS_DIR")
@@ -56,7 +56,8 @@ def fake_distribution(site: Path, name: str, module: str, body: str) -> None:
 
 
 def test_load_accepts_dotted_modules_and_names_plugins_by_their_last_part(tmp_path: Path):
-    config = config_in(tmp_path, '[plugins]\nload = ["plugins.presence", "plugins.history"]\n')
+    plugins = '[plugins]\nload = ["vws.contrib.presence", "vws.contrib.history"]\n'
+    config = config_in(tmp_path, plugins)
     manager = create_manager(config, autoload=False)
     assert list(manager.loaded) == ["presence", "history"]
     presence = manager.loaded["presence"]
@@ -68,7 +69,7 @@ def test_load_accepts_dotted_modules_and_names_plugins_by_their_last_part(tmp_pa
 def test_settings_are_converted_to_the_plugins_struct_and_bound_to_its_hooks(tmp_path: Path):
     config = config_in(
         tmp_path,
-        '[plugins]\nload = ["plugins.history"]\n'
+        '[plugins]\nload = ["history"]\n'
         '[plugins.settings.history]\nrooms = ["news-*"]\nmax_frames = 7\n',
     )
     hooks = Hooks(create_manager(config, autoload=False))
@@ -77,13 +78,13 @@ def test_settings_are_converted_to_the_plugins_struct_and_bound_to_its_hooks(tmp
     assert emit.bound is not None
     settings = emit.bound["settings"]
     assert (settings.rooms, settings.max_frames, settings.max_age) == (("news-*",), 7, 300.0)
-    assert hooks.settings_for(sys.modules["plugins.history"]) is settings
+    assert hooks.settings_for(sys.modules["vws.contrib.history"]) is settings
 
 
 def test_bad_settings_are_located_like_every_config_error(tmp_path: Path):
     config = config_in(
         tmp_path,
-        '[plugins]\nload = ["plugins.history", "plugins.ratelimit"]\n'
+        '[plugins]\nload = ["history", "ratelimit"]\n'
         "[plugins.settings.history]\nmax_frames = 0\n"
         '[plugins.settings.ratelimit]\nrate = 5\ncolour = "red"\n'
         "[plugins.settings.ghost]\nx = 1\n",
@@ -140,7 +141,7 @@ def test_block_keeps_a_plugin_out_whatever_its_source(tmp_path: Path):
     (folder / "noisy.py").write_text("from vws import hookimpl\n" + EMIT)
     config = config_in(
         tmp_path,
-        '[plugins]\nload = ["plugins.presence", "plugins.audit"]\nblock = ["noisy", "audit"]\n',
+        '[plugins]\nload = ["presence", "audit"]\nblock = ["noisy", "audit"]\n',
     )
     manager = create_manager(config, autoload=False, plugins_dir=folder)
     assert list(manager.loaded) == ["presence"]
@@ -161,7 +162,7 @@ def test_plugin_failures_name_the_plugin(tmp_path: Path):
         "[plugins]\nload = [\n"
         '  "plug_import_error_missing",\n'
         f'  "{not_a_plugin}",\n'
-        '  "plugins.presence",\n'
+        '  "vws.contrib.presence",\n'
         f'  "{package}.presence",\n'
         "]\n",
     )
@@ -233,7 +234,7 @@ def test_vws_plugins_lists_name_version_source_and_hooks(tmp_path: Path):
     folder = tmp_path / "extra"
     folder.mkdir()
     (folder / "local.py").write_text("from vws import hookimpl\n" + EMIT)
-    (tmp_path / "routes.toml").write_text('[plugins]\nload = ["plugins.ratelimit"]\n')
+    (tmp_path / "routes.toml").write_text('[plugins]\nload = ["ratelimit"]\n')
     result = vws(
         "plugins", "--plugins-dir", str(folder), cwd=tmp_path, VWS_DISABLE_PLUGIN_AUTOLOAD="1"
     )

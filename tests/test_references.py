@@ -1,4 +1,4 @@
-"""vws.references.resolve: the longest importable module prefix wins."""
+"""vws.config.references.resolve: the longest importable module prefix wins."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from vws.config.references import resolve
 from vws.errors import UnresolvedReference
-from vws.references import resolve
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""Unit tests for vws.rooms.Rooms: per-path room membership."""
+"""Unit tests for vws.runtime.rooms.Rooms: per-path room membership."""
 
 from __future__ import annotations
 
-from vws.rooms import Rooms
+from vws.runtime.rooms import Rooms
 
 
 def test_add_twice_is_false_the_second_time() -> None:

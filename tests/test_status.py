@@ -14,7 +14,7 @@ import pytest
 from conftest import APPS, DEMO_APP
 from wsclient import Peer
 
-from vws.status import bearer_matches, is_loopback, report
+from vws.edge.status import bearer_matches, is_loopback, report
 from vws.testing import ErrorReply, TestApp
 
 pytestmark = pytest.mark.anyio

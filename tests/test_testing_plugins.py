@@ -13,7 +13,7 @@ import anyio
 import pytest
 from conftest import APPS
 
-from plugins.auth import mint
+from vws.contrib.auth import mint
 from vws.testing import ErrorReply, Refused, TestApp
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +25,7 @@ ROUTES = """
 echo = "e2e_handlers:echo"
 to_room = "e2e_handlers:to_room"
 whoami = "e2e_handlers:whoami"
-presence = "plugins.presence:list_members"
+presence = "vws.contrib.presence:list_members"
 """
 
 App = Callable[[str], AbstractAsyncContextManager[TestApp]]
@@ -45,7 +45,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> App:
 
 
 async def test_presence_lists_members_and_announces_joins_and_leaves(app: App) -> None:
-    plugins = '[plugins]\nload = ["plugins.presence"]\n[plugins.settings.presence]\nnotify = true\n'
+    plugins = '[plugins]\nload = ["presence"]\n[plugins.settings.presence]\nnotify = true\n'
     async with app(plugins) as running:
         alice = await running.connect(name="alice")
         bob = await running.connect(name="bob")
@@ -62,7 +62,7 @@ async def test_presence_lists_members_and_announces_joins_and_leaves(app: App) -
 
 async def test_ratelimit_refuses_past_the_burst_and_spares_other_clients(app: App) -> None:
     plugins = (
-        '[plugins]\nload = ["plugins.ratelimit"]\n'
+        '[plugins]\nload = ["ratelimit"]\n'
         "[plugins.settings.ratelimit]\nrate = 0.01\nburst = 2\nclose_after = 0\n"
     )
     async with app(plugins) as running:
@@ -77,7 +77,7 @@ async def test_ratelimit_refuses_past_the_burst_and_spares_other_clients(app: Ap
 
 async def test_auth_refuses_without_a_token_and_limits_rooms_to_the_claim(app: App) -> None:
     plugins = (
-        '[plugins]\nload = ["plugins.auth"]\n'
+        '[plugins]\nload = ["auth"]\n'
         f'[plugins.settings.auth]\nsecret = "{SECRET}"\nrooms_claim = "rooms"\n'
     )
     async with app(plugins) as running:
@@ -97,7 +97,7 @@ async def test_auth_refuses_without_a_token_and_limits_rooms_to_the_claim(app: A
 
 async def test_history_replays_a_rooms_last_frames_to_a_client_that_joins(app: App) -> None:
     plugins = (
-        '[plugins]\nload = ["plugins.history"]\n'
+        '[plugins]\nload = ["history"]\n'
         '[plugins.settings.history]\nrooms = ["lobby"]\nmax_frames = 2\n'
     )
     async with app(plugins) as running:
@@ -120,7 +120,7 @@ async def test_audit_writes_a_line_per_lifecycle_event_and_no_payload(
     app: App, tmp_path: Path
 ) -> None:
     trail = tmp_path / "audit.log"
-    plugins = f'[plugins]\nload = ["plugins.audit"]\n[plugins.settings.audit]\nfile = "{trail}"\n'
+    plugins = f'[plugins]\nload = ["audit"]\n[plugins.settings.audit]\nfile = "{trail}"\n'
     async with app(plugins) as running:
         client = await running.connect()
         await client.join("lobby")

@@ -1,4 +1,4 @@
-"""Unit tests for vws.toml_lines: the scanner that finds the line of every key of a TOML text."""
+"""Unit tests for vws.config.lines: the scanner that finds the line of every key of a TOML text."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from textwrap import dedent
 
 import pytest
 
-from vws.toml_lines import KeyPath, key_lines, line_of
+from vws.config.lines import KeyPath, key_lines, line_of
 
 
 def scan(text: str) -> dict[KeyPath, int]:

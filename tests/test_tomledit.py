@@ -1,4 +1,4 @@
-"""vws.tomledit: each edit changes only its own lines of a routes.toml full of comments."""
+"""vws.tools.tomledit: each edit changes only its own lines of a routes.toml full of comments."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from vws.tomledit import EditError, add_event, add_route, remove_event, remove_route
+from vws.tools.tomledit import EditError, add_event, add_route, remove_event, remove_route
 
 COMMENTED = """\
 # Our chat service.   (odd   spacing and comments must survive)

@@ -3,8 +3,8 @@
 vws logs what an operator follows — connects, disconnects with their close code, refusals,
 reloads, handler errors with their traceback — as an event name plus fields::
 
-    2026-11-26T23:14:54.120Z INFO vws.connection connect client=Xy3... path=/ws
-    {"time": "2026-11-26T23:14:54.120Z", "level": "info", "logger": "vws.connection",
+    2026-11-26T23:14:54.120Z INFO vws.runtime.connection connect client=Xy3... path=/ws
+    {"time": "2026-11-26T23:14:54.120Z", "level": "info", "logger": "vws.runtime.connection",
      "event": "connect", "client": "Xy3...", "path": "/ws"}
 
 (the JSON is one line). Payloads, headers and tokens are never logged, and query strings in

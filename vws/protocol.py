@@ -13,13 +13,46 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from vws.config import LIFECYCLE_EVENTS, MAX_EVENT_LENGTH, MAX_ROOM_LENGTH, PROTOCOL_EVENTS
 from vws.errors import ProtocolError
+
+#: Event names a client may never send and routes.toml may never declare as events.
+PROTOCOL_EVENTS = frozenset(
+    {"joinRoom", "leftRoom", "join-room", "left-room", "connected", "ack", "error"}
+)
+#: Lifecycle names: declared like events, but called on connect and disconnect.
+LIFECYCLE_EVENTS = frozenset({"connect", "disconnect"})
+RESERVED_EVENTS = PROTOCOL_EVENTS | LIFECYCLE_EVENTS
+
+MAX_EVENT_LENGTH = 128
+MAX_ROOM_LENGTH = 200
 
 JOIN_EVENTS = frozenset({"joinRoom", "join-room"})
 LEAVE_EVENTS = frozenset({"leftRoom", "left-room"})
 #: Names a client may not send: server-only frames and lifecycle hooks.
 CLIENT_RESERVED = (PROTOCOL_EVENTS | LIFECYCLE_EVENTS) - JOIN_EVENTS - LEAVE_EVENTS
+
+#: Error codes of the wire protocol (SPEC section 1); other codes count as ``_unknown``.
+ERROR_CODES = frozenset(
+    {
+        "bad_json",
+        "bad_frame",
+        "unknown_event",
+        "reserved_event",
+        "invalid_payload",
+        "bad_room",
+        "too_many_rooms",
+        "join_denied",
+        "denied",
+        "rate_limited",
+        "handler_error",
+    }
+)
+
+#: Close codes vws sends (besides 1000 and 1001): see docs/protocol.md.
+CLOSE_SLOW = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_NO_ROUTE = 4404
 
 FrameId = int | str
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugins import presence
 from vws import Client
+from vws.contrib import presence
 
 
 async def who(client: Client, room: str) -> list[Any]:

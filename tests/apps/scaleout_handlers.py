@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vws import Client
-from vws.plugins import server_of
+from vws.runtime.node import server_of
 
 
 def node(client: Client, _: Any) -> str:

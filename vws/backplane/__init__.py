@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from urllib.parse import urlsplit
 
 from vws.backplane.base import Backplane, BackplaneOptions, Envelope, Target
@@ -15,10 +16,25 @@ __all__ = [
     "MemoryBackplane",
     "Target",
     "create",
+    "missing_client",
 ]
 
 #: URL schemes with a backplane.
 SCHEMES = frozenset({"memory", "redis", "nats"})
+#: Broker schemes → the modules their client needs (installed by the extra of the same name).
+CLIENT_MODULES = {"redis": ("redis", "hiredis"), "nats": ("nats",)}
+
+
+def missing_client(url: str) -> str | None:
+    """Why the backplane of ``url`` cannot start here, when its client library is not installed.
+
+    Checked when routes.toml is loaded, so that ``vws check`` says it and ``vws run`` stops with
+    one line before any worker starts, rather than each worker failing on an import.
+    """
+    scheme = url.partition("://")[0]
+    if all(find_spec(name) is not None for name in CLIENT_MODULES.get(scheme, ())):
+        return None
+    return f"{scheme}:// needs the {scheme} client: pip install 'vws[{scheme}]'"
 
 
 def create(url: str, node_id: str) -> Backplane:

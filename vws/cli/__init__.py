@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 
 from vws.config import Config, load_config
-from vws.dispatch import DispatchTable, compile_table
 from vws.errors import ConfigError
-from vws.plugins import Hooks, create_manager
+from vws.hooks import Hooks, create_manager
+from vws.routing import DispatchTable, compile_table
 
 #: Modules of this package that add subcommands, in the order ``vws --help`` lists them.
 COMMANDS = ("init", "run", "check", "edit", "asyncapi", "plugins", "token", "connect")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from vws import asyncapi
 from vws.cli import add_command
 from vws.config import load_config
-from vws.dispatch import compile_table
+from vws.routing import compile_table
+from vws.tools import asyncapi
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

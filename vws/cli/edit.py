@@ -14,11 +14,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from vws import tomledit
 from vws.cli import add_command
 from vws.config import parse_config
-from vws.dispatch import compile_table
 from vws.errors import ConfigError
+from vws.routing import compile_table
+from vws.tools import tomledit
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from vws import scaffold
 from vws.cli import add_command
+from vws.tools import scaffold
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vws.cli import add_command
 from vws.config import load_config, parse_config
-from vws.plugins import create_manager
+from vws.hooks import create_manager
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from vws.cli import add_command, load
 from vws.config import ServerConfig
-from vws.metrics import multiprocess_metrics
-from vws.workers import Supervisor, reuse_port_socket
+from vws.ops.metrics import multiprocess_metrics
+from vws.ops.workers import Supervisor, reuse_port_socket
 
 #: The uvicorn protocol choices vws is served with (the bench serves its comparison targets with
 #: the same): the sans-I/O websockets implementation, uvloop and httptools (both come with
@@ -68,9 +68,9 @@ def run_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vws import logs
-    from vws.app import create_app
-    from vws.reload import Reloader
-    from vws.server import Server
+    from vws.edge.app import create_app
+    from vws.ops.reload import Reloader
+    from vws.runtime.node import Server
 
     if args.plugins_dir:
         # through the environment, so that a reload of routes.toml loads the same folder
@@ -109,7 +109,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run_workers(args: argparse.Namespace, settings: ServerConfig, host: str, port: int) -> int:
-    """Supervise ``args.workers`` copies of this command sharing the port (see vws.workers)."""
+    """Supervise ``args.workers`` copies of this command sharing the port (see vws.ops.workers)."""
     if args.workers < 1:
         print("vws: --workers must be 1 or more", file=sys.stderr)
         return 2

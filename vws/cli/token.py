@@ -45,7 +45,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def token_command(args: argparse.Namespace) -> int:
-    from plugins.auth import MIN_SECRET_LENGTH, mint
+    from vws.contrib.auth import MIN_SECRET_LENGTH, mint
 
     if args.new_secret:
         print(secrets.token_urlsafe(48))

@@ -1,6 +1,6 @@
 """Files served over HTTP beside the routes: routes.toml's ``[static]`` folder and ``vws.js``.
 
-The ``[static]`` mount is answered from the catch-all route of :mod:`vws.app` (only for HTTP
+The ``[static]`` mount is answered from the catch-all route of :mod:`vws.edge.app` (only for HTTP
 ``GET``/``HEAD``; WebSocket handshakes on any path still reach the routes), reading the table
 the server holds now, so a reload that changes ``[static]`` applies at once. ``vws.js``, the
 browser client, ships inside the package and is served at :data:`CLIENT_PATH`.

@@ -23,9 +23,10 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 
 from vws import __version__
-from vws.health import report as health_report
-from vws.metrics import UNKNOWN, Monitor
-from vws.server import Server
+from vws.edge.health import report as health_report
+from vws.ops.metrics import Monitor
+from vws.runtime.node import Server
+from vws.runtime.stats import UNKNOWN
 
 PAGE = "/_vws"
 STATUS = "/_vws/status"
@@ -198,5 +199,5 @@ def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(body, media_type=content_type)
 
 
-#: The route handlers :func:`vws.app.create_app` registers.
+#: The route handlers :func:`vws.edge.app.create_app` registers.
 handlers = [status_page, status_json, metrics]

@@ -16,10 +16,10 @@ from weakref import WeakKeyDictionary
 import msgspec
 
 from vws import Client, hookimpl
-from vws.plugins import server_of
+from vws.runtime.node import server_of
 
 if TYPE_CHECKING:
-    from vws.server import Server
+    from vws.runtime.node import Server
 
 logger = logging.getLogger("vws.audit")
 

@@ -10,16 +10,37 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from vws.errors import ProtocolError
-from vws.fanout import Outgoing
 from vws.protocol import check_room
+from vws.runtime.messages import Outgoing
 
 if TYPE_CHECKING:
-    from vws.outbox import Outbox
-    from vws.server import Server
+    from vws.runtime.outbox import Outbox
+
+
+class Host(Protocol):
+    """What a client needs of the node it is connected to (:class:`vws.runtime.node.Server`).
+
+    A client holds this much and no more, so that this module never imports the node above it.
+    """
+
+    def send(self, message: Outgoing) -> None:
+        """Run ``message`` through the ``vws_emit`` chain and deliver it; never waits."""
+
+    def has_client(self, client_id: str) -> bool:
+        """Whether a client with this id is connected, to this node or another."""
+
+    async def join(self, client: Client, room: str) -> bool:
+        """Join ``room`` if the hooks allow (see :meth:`vws.runtime.node.Server.join`)."""
+
+    async def leave(self, client: Client, room: str) -> bool:
+        """Leave ``room``; False when the client was not in it."""
+
+    async def close_client(self, client: Client, code: int, reason: str) -> None:
+        """Close the client's connection after what is queued for it."""
 
 
 class Headers(Mapping[str, str]):
@@ -62,11 +83,11 @@ class Client:
 
     __slots__ = (
         "_headers",
+        "_host",
         "_query",
         "_raw_headers",
         "_raw_query",
         "_rooms",
-        "_server",
         "client_id",
         "closing",
         "outbox",
@@ -74,11 +95,11 @@ class Client:
         "state",
     )
 
-    def __init__(self, server: Server, path: str, scope: Mapping[str, Any]) -> None:
+    def __init__(self, host: Host, path: str, scope: Mapping[str, Any]) -> None:
         self.client_id = secrets.token_urlsafe(16)
         self.path = path
         self.state: dict[str, Any] = {}
-        self._server = server
+        self._host = host
         self._raw_headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         self._raw_query: bytes = scope.get("query_string", b"")
         self._headers: Headers | None = None
@@ -113,7 +134,7 @@ class Client:
 
     def emit(self, event: str, payload: Any = None) -> None:
         """Send a frame to this client."""
-        self._server.fanout.send(
+        self._host.send(
             Outgoing(
                 kind="emit",
                 event=event,
@@ -126,7 +147,7 @@ class Client:
 
     def to_room(self, event: str, room: str, payload: Any = None) -> None:
         """Send a frame to every member of ``room`` on this path (this client too, if a member)."""
-        self._server.fanout.send(
+        self._host.send(
             Outgoing(
                 kind="room", event=event, payload=payload, path=self.path, target=room, sender=self
             )
@@ -134,10 +155,10 @@ class Client:
 
     def to(self, client_id: str, event: str, payload: Any = None) -> bool:
         """Send a frame to one client, on any path; False when no such client is connected."""
-        server = self._server
-        if client_id not in server.hub.clients and not server.backplane.has_client(client_id):
+        host = self._host
+        if not host.has_client(client_id):
             return False
-        server.fanout.send(
+        host.send(
             Outgoing(
                 kind="to",
                 event=event,
@@ -152,7 +173,7 @@ class Client:
     def broadcast(self, event: str, payload: Any = None) -> None:
         """Send a frame to every other client: of every path, or of this path only when the
         route has ``broadcast = "route"`` (such routes do not hear other paths' broadcasts)."""
-        self._server.fanout.send(
+        self._host.send(
             Outgoing(kind="broadcast", event=event, payload=payload, path=self.path, sender=self)
         )
 
@@ -171,14 +192,14 @@ class Client:
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
         try:
-            return await self._server.join(self, room)
+            return await self._host.join(self, room)
         except ProtocolError:
             return False
 
     async def leave(self, room: str) -> bool:
         """Leave a room; False when the client was not in it."""
-        return await self._server.leave(self, room)
+        return await self._host.leave(self, room)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection once the frames already queued for it have been sent."""
-        await self._server.close_client(self, code, reason)
+        await self._host.close_client(self, code, reason)

@@ -14,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-from vws.toml_lines import Entry, KeyPath, entries
+from vws.config.lines import Entry, KeyPath, entries
 
 
 class EditError(Exception):

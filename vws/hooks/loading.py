@@ -1,51 +1,46 @@
-"""Loading plugins and calling their hooks.
+"""Loading plugins: entry points, a plugins folder, ``[plugins] load``, and their settings.
 
 Plugins come from three places, registered in this order: installed packages' entry points
 (group ``vws``; ``VWS_DISABLE_PLUGIN_AUTOLOAD=1`` turns that off), every ``*.py`` of a plugins
 folder (``vws run --plugins-dir DIR`` or ``VWS_PLUGINS_DIR``), and ``[plugins] load`` in
-routes.toml (module references or entry-point names). ``[plugins] block`` names plugins that are
-never loaded. A plugin's name is its entry point's name, its file's stem, or the last part of
-its module's name; ``[plugins.settings.NAME]`` is converted to the ``Settings`` Struct the
-plugin declares and bound to its hooks' ``settings`` argument.
+routes.toml (entry-point names, the short names of the bundled plugins in :mod:`vws.contrib`,
+or module references). ``[plugins] block`` names plugins that are never loaded. A plugin's
+name is its entry point's name, its file's stem, or the last part of its module's name;
+``[plugins.settings.NAME]`` is converted to the ``Settings`` Struct the plugin declares and
+bound to its hooks' ``settings`` argument.
 
-:class:`Hooks` flattens the implementations once, at load, so that a hook nobody implements
-costs the hot path one falsy check and nothing else.
+:mod:`vws.hooks.calling` turns the loaded manager into the flat lists the node calls.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
-from vws import hookspecs
 from vws.config import Config
-from vws.errors import ConfigError, ConfigIssue, Deny, PluginError, UnresolvedReference
-from vws.references import importable, resolve
+from vws.config.references import importable, resolve
+from vws.errors import ConfigError, ConfigIssue, UnresolvedReference
+from vws.hooks import specs
 
-if TYPE_CHECKING:
-    from vws.client import Client
-    from vws.server import Server
+logger = logging.getLogger("vws.hooks")
 
-hookimpl = pluggy.HookimplMarker("vws")
-logger = logging.getLogger("vws.plugins")
-
-HOOK_NAMES = tuple(name for name in vars(hookspecs) if name.startswith("vws_"))
 #: The entry-point group installed plugins declare.
 ENTRY_POINT_GROUP = "vws"
-#: Hook arguments vws binds per plugin at load; callers never pass them.
-BOUND_ARGUMENTS = frozenset({"settings"})
+#: Short names of the plugins that ship with vws (``load = ["presence"]``) → their modules.
+BUNDLED = {
+    name: f"vws.contrib.{name}" for name in ("audit", "auth", "history", "presence", "ratelimit")
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ class PluginManager(pluggy.PluginManager):
 
     def __init__(self) -> None:
         super().__init__("vws")
-        self.add_hookspecs(hookspecs)
+        self.add_hookspecs(specs)
         #: name → what was loaded, in registration order.
         self.loaded: dict[str, LoadedPlugin] = {}
         #: name → the plugin's settings (its Settings Struct, or a read-only dict).
@@ -142,7 +137,7 @@ def create_manager(
                 _add_entry_point(manager, installed[reference], issues, config.issue(at, ""))
             continue
         try:
-            plugin = _resolve(reference)
+            plugin = _resolve(BUNDLED.get(reference, reference))
         except UnresolvedReference as exc:
             issues.append(config.issue(at, str(exc)))
             continue
@@ -308,117 +303,3 @@ def _settings(manager: PluginManager, config: Config, known: Iterable[str]) -> l
         issues += found
         manager.settings[name] = value
     return issues
-
-
-def default_settings(plugin: object) -> Any:
-    """A plugin's settings when routes.toml gives none: its ``Settings()``, or an empty dict."""
-    declared = getattr(plugin, "Settings", None)
-    if declared is not None:
-        try:
-            return declared()
-        except TypeError:  # a required field: no default exists
-            return None
-    return MappingProxyType({})
-
-
-def server_of(client: Client) -> Server:
-    """The server a client is connected to, for plugin code that only has the client."""
-    return client._server
-
-
-class Impl:
-    """One hook implementation, ready to call with the arguments it asks for."""
-
-    __slots__ = ("argnames", "bound", "function", "is_async", "plugin_name")
-
-    def __init__(self, impl: pluggy.HookImpl, settings: Any = None) -> None:
-        self.function: Callable[..., Any] = impl.function
-        names = tuple(impl.argnames)
-        #: Arguments this plugin gets whatever the caller passes (its settings), or None.
-        self.bound: dict[str, Any] | None = (
-            {name: settings for name in names if name in BOUND_ARGUMENTS}
-            if BOUND_ARGUMENTS.intersection(names)
-            else None
-        )
-        self.argnames: tuple[str, ...] = tuple(n for n in names if n not in BOUND_ARGUMENTS)
-        self.is_async = inspect.iscoroutinefunction(impl.function)
-        self.plugin_name = impl.plugin_name
-
-    def __call__(self, kwargs: dict[str, Any]) -> Any:
-        if self.bound is None:
-            return self.function(*[kwargs[name] for name in self.argnames])
-        return self.function(**{name: kwargs[name] for name in self.argnames}, **self.bound)
-
-
-class Hooks:
-    """Every hook's implementations, in call order, flattened at load."""
-
-    def __init__(
-        self, manager: pluggy.PluginManager | None = None, *, only: Iterable[str] | None = None
-    ) -> None:
-        self.manager = manager
-        settings: dict[str, Any] = getattr(manager, "settings", {})
-        keep = None if only is None else set(only)
-        self.impls: dict[str, tuple[Impl, ...]] = {}
-        for name in HOOK_NAMES:
-            caller = getattr(manager.hook, name) if manager is not None else None
-            found = caller.get_hookimpls() if caller is not None else []
-            # pluggy calls the last registered first; get_hookimpls lists them the other way
-            self.impls[name] = tuple(
-                Impl(
-                    impl,
-                    settings[impl.plugin_name]
-                    if impl.plugin_name in settings
-                    else default_settings(impl.plugin),
-                )
-                for impl in reversed(found)
-                if keep is None or impl.plugin_name in keep
-            )
-        #: vws_emit implementations; empty when nobody rewrites frames.
-        self.emit = self.impls["vws_emit"]
-        self.emit_is_async = any(impl.is_async for impl in self.emit)
-        #: Whether anybody implements vws_message (checked per inbound frame).
-        self.message = bool(self.impls["vws_message"])
-
-    def only(self, names: Iterable[str]) -> Hooks:
-        """The same hooks, keeping only the plugins named (with the settings bound here)."""
-        return Hooks(self.manager, only=names)
-
-    @property
-    def plugins(self) -> dict[str, LoadedPlugin]:
-        """The loaded plugins by name, in registration order."""
-        return dict(getattr(self.manager, "loaded", {}))
-
-    def settings_for(self, plugin: object) -> Any:
-        """A loaded plugin's settings, for its code outside hooks (handlers); None if not loaded."""
-        for name, loaded in getattr(self.manager, "loaded", {}).items():
-            if loaded.plugin is plugin:
-                return getattr(self.manager, "settings", {}).get(name)
-        return None
-
-    async def call(self, name: str, **kwargs: Any) -> None:
-        """Run every implementation in order; the first exception stops the run.
-
-        Raises:
-            Deny: as the implementation raised it (a refusal).
-            PluginError: any other exception, naming the plugin; the original is its cause.
-        """
-        for impl in self.impls[name]:
-            try:
-                result = impl(kwargs)
-                if impl.is_async or inspect.isawaitable(result):
-                    await result
-            except Deny:
-                raise
-            except Exception as exc:
-                raise PluginError(impl.plugin_name, name, exc) from exc
-
-    async def observe(self, name: str, **kwargs: Any) -> None:
-        """Run every implementation in order; an exception is logged with the plugin's name."""
-        for impl in self.impls[name]:
-            try:
-                result = impl(kwargs)
-                if impl.is_async or inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("plugin %r raised in %s", impl.plugin_name, name)

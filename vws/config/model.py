@@ -3,8 +3,8 @@
 The file is parsed once with tomllib and converted section by section into frozen msgspec
 Structs, so that one bad section does not hide the errors of the others. Every problem is
 reported as a :class:`~vws.errors.ConfigIssue` that names the file, the line (found with
-:mod:`vws.toml_lines`, since msgspec reports paths but not lines) and the key path.
-References to Python objects are only checked for shape here; :mod:`vws.dispatch` imports them.
+:mod:`vws.config.lines`, since msgspec reports paths but not lines) and the key path.
+References to Python objects are only checked for shape here; :mod:`vws.routing` imports them.
 """
 
 from __future__ import annotations
@@ -20,19 +20,9 @@ import msgspec
 from msgspec import Meta, Struct
 
 from vws import backplane
+from vws.config.lines import KeyPath, key_lines, line_of
 from vws.errors import ConfigError, ConfigIssue
-from vws.toml_lines import KeyPath, key_lines, line_of
-
-#: Event names a client may never send and routes.toml may never declare as events.
-PROTOCOL_EVENTS = frozenset(
-    {"joinRoom", "leftRoom", "join-room", "left-room", "connected", "ack", "error"}
-)
-#: Lifecycle names: declared like events, but called on connect and disconnect.
-LIFECYCLE_EVENTS = frozenset({"connect", "disconnect"})
-RESERVED_EVENTS = PROTOCOL_EVENTS | LIFECYCLE_EVENTS
-
-MAX_EVENT_LENGTH = 128
-MAX_ROOM_LENGTH = 200
+from vws.protocol import MAX_EVENT_LENGTH, PROTOCOL_EVENTS
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Reference = Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][\w.]*(:[\w.]+)?$")]
@@ -370,7 +360,7 @@ def _check_static(static: StaticConfig, root: Path, issue: Any) -> None:
 
 def _backplane_problem(url: str) -> str | None:
     if url.partition("://")[0] in backplane.SCHEMES:
-        return None
+        return backplane.missing_client(url)
     expected = ", ".join(f"{scheme}://" for scheme in sorted(backplane.SCHEMES))
     return f"unsupported backplane {url!r}: expected {expected}"
 

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vws import backplane as backplanes
-from vws.dispatch import DispatchTable
 from vws.errors import Deny, ProtocolError
-from vws.fanout import Fanout
-from vws.hub import Hub
-from vws.metrics import Stats
-from vws.plugins import Hooks
+from vws.hooks import Hooks
+from vws.routing import DispatchTable
+from vws.runtime.fanout import Fanout
+from vws.runtime.hub import Hub
+from vws.runtime.stats import Stats
 
 if TYPE_CHECKING:
-    from vws.client import Client
-    from vws.connection import Connection
+    from vws.runtime.client import Client
+    from vws.runtime.connection import Connection
+    from vws.runtime.messages import Outgoing
 
-logger = logging.getLogger("vws.server")
+logger = logging.getLogger("vws.runtime.node")
 
 
 class Server:
@@ -35,7 +36,7 @@ class Server:
         self.backplane = backplanes.create(table.config.server.backplane, self.node_id)
         self.hub = Hub(self.backplane)
         self.hub.route_scoped = table.route_scoped
-        #: What this node counts, for /metrics and the status page (vws.metrics).
+        #: What this node counts, for /metrics and the status page (vws.ops.metrics).
         self.stats = Stats(table)
         self.fanout = Fanout(self.hub, self.hooks, self.stats)
         #: client id → its connection, for every registered client.
@@ -49,6 +50,14 @@ class Server:
         if hooks is not None:
             self.hooks = hooks
             self.fanout.hooks = hooks
+
+    def send(self, message: Outgoing) -> None:
+        """Run ``message`` through the ``vws_emit`` chain and deliver it (what clients call)."""
+        self.fanout.send(message)
+
+    def has_client(self, client_id: str) -> bool:
+        """Whether ``client_id`` is connected here or, as the backplane knows, on another node."""
+        return client_id in self.hub.clients or self.backplane.has_client(client_id)
 
     def startup_arguments(self) -> dict[str, Any]:
         """What ``vws_startup`` implementations are called with."""
@@ -111,3 +120,8 @@ class Server:
         connection = self.connections.get(client.client_id)
         if connection is not None:
             await connection.close(code, reason)
+
+
+def server_of(client: Client) -> Server:
+    """The server a client is connected to, for plugin code that only has the client."""
+    return cast("Server", client._host)

@@ -11,7 +11,7 @@ from typing import Any
 
 from litestar import Request, get
 
-from vws.server import Server
+from vws.runtime.node import Server
 
 PATH = "/_vws/health"
 

@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import pluggy
 
 if TYPE_CHECKING:
-    from vws.client import Client
     from vws.config import Config
-    from vws.fanout import Outgoing
-    from vws.server import Server
+    from vws.runtime.client import Client
+    from vws.runtime.messages import Outgoing
+    from vws.runtime.node import Server
 
 hookspec = pluggy.HookspecMarker("vws")
+#: Marks a plugin's hook implementations (re-exported as ``vws.hookimpl``).
+hookimpl = pluggy.HookimplMarker("vws")
 
 #: What a client was refused, in ``vws_refused``.
 Action = Literal["connect", "join", "message"]
@@ -99,3 +101,7 @@ def vws_refused(
     """A client was refused: at ``connect`` (``target`` is the path, ``code`` the close code), a
     ``join`` (the room; ``join_denied`` or ``too_many_rooms``) or a ``message`` (the event;
     ``denied`` or ``rate_limited``). Exceptions are logged."""
+
+
+#: Every hook's name, in the order of this module.
+HOOK_NAMES = tuple(name for name in dict(globals()) if name.startswith("vws_"))

@@ -18,8 +18,8 @@ import msgspec
 import msgspec.inspect
 
 from vws.config import Config, KeyPath
+from vws.config.references import importable, resolve
 from vws.errors import ConfigError, ConfigIssue, UnresolvedReference
-from vws.references import importable, resolve
 
 
 @dataclass(frozen=True, slots=True)

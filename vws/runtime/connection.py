@@ -1,9 +1,10 @@
-"""One WebSocket connection's life over ASGI: handshake, reading frames, answering, closing.
+"""One accepted client's life: reading frames, answering them, writing, closing, tearing down.
 
-This is the only module that speaks ASGI to a socket. The order at connect is fixed: Origin
-check (HTTP 403), route lookup (close 4404), middleware and ``vws_connect`` (close with the
-refusal's code), then the client is registered, told its id, and the ``connect`` handler runs.
-A refused client is never registered, so no frame, hook or handler ever sees it again.
+The handshake (Origin, route lookup, middleware, ``vws_connect``) happens in
+:mod:`vws.edge.websocket`, which hands an accepted client here. From then on the order is fixed:
+the client is registered, told its id, the ``connect`` handler runs, and every frame is decoded,
+checked, dispatched and acknowledged in turn. The socket is reached only through the ``receive``
+and ``send`` callables, in ASGI's message shapes.
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from time import perf_counter
 from typing import Any
-from urllib.parse import unquote
 
 import msgspec
 
 from vws import logs
-from vws.client import Client
-from vws.dispatch import Callback
 from vws.errors import Deny, ProtocolError
-from vws.metrics import UNKNOWN
-from vws.origin import origin_allowed
-from vws.outbox import Outbox
 from vws.protocol import (
     CLIENT_RESERVED,
+    CLOSE_SLOW,
+    CLOSE_TOO_BIG,
     JOIN_EVENTS,
     LEAVE_EVENTS,
     check_room,
@@ -34,84 +31,22 @@ from vws.protocol import (
     encode_frame,
     error_frame,
 )
-from vws.server import Server
+from vws.routing import Callback
+from vws.runtime.client import Client
+from vws.runtime.node import Server
+from vws.runtime.outbox import Outbox
+from vws.runtime.stats import UNKNOWN
 
-logger = logging.getLogger("vws.connection")
+logger = logging.getLogger("vws.runtime.connection")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-#: ASGI send; an ``async def`` in every server, so calling it gives a coroutine (vws.outbox).
+#: ASGI send; an ``async def`` in every server, so calling it gives a coroutine
+#: (see vws.runtime.outbox).
 Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
-CLOSE_NO_ROUTE = 4404
-CLOSE_TOO_BIG = 1009
-CLOSE_SLOW = 1008
-CLOSE_INTERNAL = 1011
 
-
-def request_path(scope: Scope) -> str:
-    """The URL path of the handshake, as the client wrote it (percent-decoded)."""
-    raw = scope.get("raw_path")
-    if raw:
-        return unquote(raw.decode("latin-1").partition("?")[0])
-    return scope["path"]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
-async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve one WebSocket from handshake to close (the ASGI app for ``websocket`` scopes)."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    table = server.table
-    settings = table.config.server
-    origin = _header(scope, b"origin")
-    if not origin_allowed(origin, _header(scope, b"host"), settings.allowed_origins):
-        logs.event(logger, "refused", logging.WARNING, origin=origin, status=403)
-        server.stats.refusal(403)
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    path = request_path(scope)
-    route = table.routes.get(path)
-    if route is None:
-        logs.event(logger, "refused", path=path, code=CLOSE_NO_ROUTE, reason="no such route")
-        server.stats.refusal(CLOSE_NO_ROUTE)
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": CLOSE_NO_ROUTE, "reason": "no such route"})
-        return
-    client = Client(server, path, scope)
-    try:
-        for middleware in route.middleware:
-            await _call(middleware, client)
-        await server.hooks.call("vws_connect", client=client)
-    except Deny as deny:
-        await _refuse(server, client, send, deny.code, deny.reason)
-        return
-    except Exception:
-        logger.exception("middleware or a vws_connect hook raised on %s; refusing", path)
-        await _refuse(server, client, send, CLOSE_INTERNAL, "internal error")
-        return
-    await send({"type": "websocket.accept"})
-    await Connection(server, client, receive, send).run(route.on_connect)
-
-
-async def _refuse(server: Server, client: Client, send: Send, code: int, reason: str) -> None:
-    logs.event(logger, "refused", path=client.path, code=code, reason=reason)
-    server.stats.refusal(code)
-    await server.hooks.observe(
-        "vws_refused", client=client, action="connect", target=client.path, code=code, reason=reason
-    )
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
-
-
-async def _call(callback: Callback, *args: Any) -> Any:
+async def call(callback: Callback, *args: Any) -> Any:
     result = callback.function(*args)
     if callback.is_async:
         result = await result
@@ -147,7 +82,7 @@ class Connection:
 
     def _send_text(self, text: str) -> Coroutine[Any, Any, None]:
         """The ASGI send of one text frame, returned rather than awaited here: the outbox
-        steps it directly, one coroutine layer fewer per frame (see :mod:`vws.outbox`)."""
+        steps it directly, one coroutine layer fewer per frame (see :mod:`vws.runtime.outbox`)."""
         self.server.stats.written += 1
         return self.send({"type": "websocket.send", "text": text})
 
@@ -310,7 +245,7 @@ class Connection:
 
     async def _observe(self, callback: Callback, name: str) -> None:
         try:
-            await _call(callback, self.client)
+            await call(callback, self.client)
         except Exception:
             logger.exception("%s handler %s raised", name, callback.reference)
 

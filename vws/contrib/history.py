@@ -21,11 +21,11 @@ import msgspec
 from msgspec import Meta
 
 from vws import Client, Outgoing, hookimpl
-from vws.plugins import server_of
 from vws.protocol import encode_frame
+from vws.runtime.node import server_of
 
 if TYPE_CHECKING:
-    from vws.server import Server
+    from vws.runtime.node import Server
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -10,42 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Literal
-
-import msgspec
-from msgspec import Struct
+from typing import TYPE_CHECKING, Any
 
 from vws.backplane import Envelope, Target
-from vws.hub import Hub
-from vws.plugins import Hooks
+from vws.hooks import Hooks
 from vws.protocol import encode_frame
+from vws.runtime.hub import Hub
+from vws.runtime.messages import Outgoing
 
 if TYPE_CHECKING:
-    from vws.metrics import Stats
+    from vws.runtime.stats import Stats
 
-logger = logging.getLogger("vws.fanout")
-
-Kind = Literal["emit", "room", "to", "broadcast"]
-
-
-class Outgoing(Struct, frozen=True, kw_only=True):
-    """A frame on its way out, as ``vws_emit`` hooks see it.
-
-    ``kind`` is the Client method that sent it; ``target`` is the room (``room``), the client
-    id (``to``, and the sender's own id for ``emit``) or None (``broadcast``); ``path`` is the
-    sender's path; ``sender`` is the sending :class:`~vws.Client` (None when vws itself sends).
-    """
-
-    kind: Kind
-    event: str
-    payload: Any = None
-    path: str
-    target: str | None = None
-    sender: Any = None
-
-    def replace(self, **changes: Any) -> Outgoing:
-        """A copy with some fields changed: what a rewriting ``vws_emit`` returns."""
-        return msgspec.structs.replace(self, **changes)
+logger = logging.getLogger("vws.runtime.fanout")
 
 
 class Fanout:

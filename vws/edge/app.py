@@ -2,11 +2,11 @@
 
 Litestar owns the HTTP side (status page, metrics, publish API, health, static files) and the
 lifespan. Every WebSocket handshake, whatever its path, goes straight to
-:func:`vws.connection.serve`, which looks the path up in the server's dispatch table: keeping
+:func:`vws.edge.websocket.serve`, which looks the path up in the server's dispatch table: keeping
 the lookup in our table rather than in Litestar's router is what lets a reload change the paths
 without rebuilding the app. Routing sockets around Litestar rather than through a mount also
 keeps Litestar's middleware out of every frame: its exception middleware wraps ``send`` in one
-more coroutine per frame, and a vws connection handles its own errors (vws.connection).
+more coroutine per frame, and a vws connection handles its own errors (vws.runtime.connection).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from litestar import Litestar, asgi
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from vws.config import load_config
-from vws.connection import request_path, serve
-from vws.dispatch import compile_table
+from vws.edge.health import health
+from vws.edge.publish import publish
+from vws.edge.static_files import client_script, serve_static
+from vws.edge.status import handlers as status_handlers
+from vws.edge.websocket import request_path, serve
 from vws.errors import ConfigError, PluginError
-from vws.health import health
-from vws.metrics import Monitor
-from vws.plugins import Hooks, create_manager
-from vws.publish import publish
-from vws.reload import Reloader
-from vws.server import Server
-from vws.static_files import client_script, serve_static
-from vws.status import handlers as status_handlers
+from vws.hooks import Hooks, create_manager
+from vws.ops.metrics import Monitor
+from vws.ops.reload import Reloader
+from vws.routing import compile_table
+from vws.runtime.node import Server
 
 
 def create_app(server: Server, reloader: Reloader | None = None) -> ASGIApp:

@@ -7,7 +7,7 @@ client. Asking for the members reads the hash, so the answer includes clients of
 A client asks through an ordinary event that routes.toml maps to :func:`list_members`::
 
     [routes."/ws".events]
-    presence = "plugins.presence:list_members"
+    presence = "vws.contrib.presence:list_members"
 
 and handlers ask from Python with ``await presence.members(client, room)``. With
 ``notify = true`` the room hears ``presence:join`` and ``presence:leave`` frames.
@@ -22,7 +22,7 @@ import msgspec
 from msgspec import Meta
 
 from vws import Client, Deny, hookimpl
-from vws.plugins import server_of
+from vws.runtime.node import server_of
 
 JOIN_EVENT = "presence:join"
 LEAVE_EVENT = "presence:leave"

@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 
 from vws.config import load_config
-from vws.dispatch import DispatchTable, Route, compile_table
 from vws.errors import ConfigError
-from vws.plugins import Hooks, create_manager
-from vws.server import Server
+from vws.hooks import Hooks, create_manager
+from vws.routing import DispatchTable, Route, compile_table
+from vws.runtime.node import Server
 
-logger = logging.getLogger("vws.reload")
+logger = logging.getLogger("vws.ops.reload")
 
 #: How often the watched files are looked at (seconds); a valid edit applies within this.
 POLL_INTERVAL = 0.25

@@ -14,9 +14,8 @@ from typing import Any
 
 import msgspec
 
-from vws.config import MAX_EVENT_LENGTH, MAX_ROOM_LENGTH
-from vws.dispatch import DispatchTable
-from vws.protocol import JOIN_EVENTS, LEAVE_EVENTS
+from vws.protocol import JOIN_EVENTS, LEAVE_EVENTS, MAX_EVENT_LENGTH, MAX_ROOM_LENGTH
+from vws.routing import DispatchTable
 
 ERROR_CODES = (
     "bad_json", "bad_frame", "unknown_event", "reserved_event", "invalid_payload", "bad_room",

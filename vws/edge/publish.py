@@ -6,7 +6,7 @@ The body is one message or a JSON array of them (the batch form)::
     {"path": "/ws", "client_id": "Xy3...", "event": "notice", "payload": "hi"}
     {"path": "/ws", "broadcast": true, "event": "maintenance", "payload": null}
 
-Each message goes through :meth:`vws.fanout.Fanout.send` exactly as a handler's ``to_room``,
+Each message goes through :meth:`vws.runtime.fanout.Fanout.send` exactly as a handler's ``to_room``,
 ``to`` or ``broadcast`` does, with no sender: the ``vws_emit`` plugins see it (``sender`` is
 None) and the backplane carries it to the other nodes. ``path`` is a route of routes.toml: the
 room's path, or the route whose broadcast domain a broadcast uses.
@@ -23,12 +23,11 @@ import msgspec
 from litestar import Request, Response, post
 from msgspec import Meta, Struct
 
-from vws.config import MAX_EVENT_LENGTH, PROTOCOL_EVENTS
+from vws.edge.status import bearer_matches
 from vws.errors import ProtocolError
-from vws.fanout import Outgoing
-from vws.protocol import check_room
-from vws.server import Server
-from vws.status import bearer_matches
+from vws.protocol import MAX_EVENT_LENGTH, PROTOCOL_EVENTS, check_room
+from vws.runtime.messages import Outgoing
+from vws.runtime.node import Server
 
 PATH = "/_vws/api/publish"
 

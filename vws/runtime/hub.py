@@ -8,8 +8,8 @@ backplane when a room gains its first or loses its last local member.
 from __future__ import annotations
 
 from vws.backplane import Backplane, Envelope, Target
-from vws.outbox import Outbox
-from vws.rooms import Rooms
+from vws.runtime.outbox import Outbox
+from vws.runtime.rooms import Rooms
 
 
 class Hub:

@@ -1,0 +1,84 @@
+"""The WebSocket handshake over ASGI: Origin, route lookup, middleware and ``vws_connect``.
+
+The order is fixed: Origin check (HTTP 403), route lookup (close 4404), middleware and
+``vws_connect`` (close with the refusal's code); only then is the socket accepted and handed to
+a :class:`~vws.runtime.connection.Connection`. A refused client is never registered, so no
+frame, hook or handler ever sees it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote
+
+from vws import logs
+from vws.edge.origin import origin_allowed
+from vws.errors import Deny
+from vws.protocol import CLOSE_INTERNAL, CLOSE_NO_ROUTE
+from vws.runtime.client import Client
+from vws.runtime.connection import Connection, Receive, Scope, Send, call
+from vws.runtime.node import Server
+
+logger = logging.getLogger("vws.edge.websocket")
+
+
+def request_path(scope: Scope) -> str:
+    """The URL path of the handshake, as the client wrote it (percent-decoded)."""
+    raw = scope.get("raw_path")
+    if raw:
+        return unquote(raw.decode("latin-1").partition("?")[0])
+    return scope["path"]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one WebSocket from handshake to close (the ASGI app for ``websocket`` scopes)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    table = server.table
+    settings = table.config.server
+    origin = _header(scope, b"origin")
+    if not origin_allowed(origin, _header(scope, b"host"), settings.allowed_origins):
+        logs.event(logger, "refused", logging.WARNING, origin=origin, status=403)
+        server.stats.refusal(403)
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    path = request_path(scope)
+    route = table.routes.get(path)
+    if route is None:
+        logs.event(logger, "refused", path=path, code=CLOSE_NO_ROUTE, reason="no such route")
+        server.stats.refusal(CLOSE_NO_ROUTE)
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_NO_ROUTE, "reason": "no such route"})
+        return
+    client = Client(server, path, scope)
+    try:
+        for middleware in route.middleware:
+            await call(middleware, client)
+        await server.hooks.call("vws_connect", client=client)
+    except Deny as deny:
+        await _refuse(server, client, send, deny.code, deny.reason)
+        return
+    except Exception:
+        logger.exception("middleware or a vws_connect hook raised on %s; refusing", path)
+        await _refuse(server, client, send, CLOSE_INTERNAL, "internal error")
+        return
+    await send({"type": "websocket.accept"})
+    await Connection(server, client, receive, send).run(route.on_connect)
+
+
+async def _refuse(server: Server, client: Client, send: Send, code: int, reason: str) -> None:
+    logs.event(logger, "refused", path=client.path, code=code, reason=reason)
+    server.stats.refusal(code)
+    await server.hooks.observe(
+        "vws_refused", client=client, action="connect", target=client.path, code=code, reason=reason
+    )
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code, "reason": reason[:120]})

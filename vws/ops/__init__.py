@@ -1,0 +1,1 @@
+"""Running a node: Prometheus export, live reload of routes.toml, the ``--workers`` supervisor."""

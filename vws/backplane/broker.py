@@ -249,7 +249,9 @@ class BrokerBackplane(Backplane):
         self._idle.clear()
         self._wake.set()
 
-    def _control(self, op: Op, channel: str, clients: list[str] | None = None, count: int = 0):
+    def _control(
+        self, op: Op, channel: str, clients: list[str] | None = None, count: int = 0
+    ) -> None:
         # Control messages pass a full queue: a lost heartbeat would make nodes forget a live one.
         control = Control(op, self.node_id, clients or [], count)
         self._enqueue(channel, encode_control(control), control=True)
@@ -310,6 +312,11 @@ class BrokerBackplane(Backplane):
 
     # -- the connection
 
+    def _stopping_now(self) -> bool:
+        """``_stopping`` as it is after an await: ``stop`` may have set it meanwhile (a call
+        keeps the type checker from carrying the loop condition's answer across the await)."""
+        return self._stopping
+
     def _lost(self) -> None:
         if self._connected:
             self._connected = False
@@ -349,7 +356,7 @@ class BrokerBackplane(Backplane):
             self._connected = False
             self._up.clear()
             await self._disconnect()
-            if self._stopping:
+            if self._stopping_now():
                 return
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.options.reconnect_max_delay)

@@ -193,7 +193,7 @@ class NatsBackplane(BrokerBackplane):
                 if entry.delta == 0:
                     break
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
         return out
 
     async def _purge(self, nodes: set[str]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -121,7 +122,7 @@ class RedisBackplane(BrokerBackplane):
 
     # -- this node's state on the broker
 
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> aioredis.Redis:  # decode_responses=True: every reply is str
         if self._client is None:
             raise BrokerError(f"backplane {self.url} is not connected")
         return self._client
@@ -135,7 +136,7 @@ class RedisBackplane(BrokerBackplane):
         await self._forget_nodes(sorted(await self._writers() - {self.node_id}))
 
     async def _writers(self) -> set[str]:
-        return set(await self._redis().smembers(self._writers_key))
+        return cast("set[str]", await self._redis().smembers(self._writers_key))
 
     async def _forget_nodes(self, nodes: list[str]) -> None:
         client = self._redis()
@@ -151,8 +152,8 @@ class RedisBackplane(BrokerBackplane):
         """Remove every shared-hash field ``node`` set."""
         client = self._redis()
         owned = self._owned_key(node)
-        for key in await client.smembers(owned):
-            values = await client.hgetall(key)
+        for key in cast("set[str]", await client.smembers(owned)):
+            values = cast("dict[str, str]", await client.hgetall(key))
             fields = [f for f, v in values.items() if v.partition(_SEP)[0] == node]
             if fields:
                 await client.hdel(key, *fields)
@@ -186,7 +187,7 @@ class RedisBackplane(BrokerBackplane):
         client = self._redis()
         name = self._hash_key(key)
         try:
-            raw = await client.hgetall(name)
+            raw = cast("dict[str, str]", await client.hgetall(name))
             owners = {f: v.partition(_SEP) for f, v in raw.items()}
             others = sorted({node for node, _, _ in owners.values()} - {self.node_id})
             dead: set[str] = set()

@@ -20,6 +20,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from vws import backplane
+from vws.backplane import BackplaneOptions
 from vws.config.lines import KeyPath, key_lines, line_of
 from vws.errors import ConfigError, ConfigIssue
 from vws.protocol import MAX_EVENT_LENGTH, PROTOCOL_EVENTS
@@ -53,9 +54,9 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     node_timeout: Annotated[float, Meta(gt=0)] = 10.0
     reconnect_max_delay: Annotated[float, Meta(gt=0)] = 2.0
 
-    def backplane_options(self) -> backplane.BackplaneOptions:
+    def backplane_options(self) -> BackplaneOptions:
         """The settings a broker backplane takes."""
-        return backplane.BackplaneOptions(
+        return BackplaneOptions(
             channel_prefix=self.channel_prefix,
             publish_queue=self.publish_queue,
             publish_timeout=self.publish_timeout,

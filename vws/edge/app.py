@@ -12,15 +12,19 @@ more coroutine per frame, and a vws connection handles its own errors (vws.runti
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, cast
 
 from litestar import Litestar, asgi
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Receive as LitestarReceive
+from litestar.types import Scope as LitestarScope
+from litestar.types import Send as LitestarSend
 
 from vws.config import load_config
 from vws.edge.health import health
 from vws.edge.publish import publish
-from vws.edge.static_files import client_script, serve_static
+from vws.edge.static_files import client_script, respond, serve_static
 from vws.edge.status import handlers as status_handlers
 from vws.edge.websocket import request_path, serve
 from vws.errors import ConfigError, PluginError
@@ -28,16 +32,21 @@ from vws.hooks import Hooks, create_manager
 from vws.ops.metrics import Monitor
 from vws.ops.reload import Reloader
 from vws.routing import compile_table
+from vws.runtime.connection import Receive, Scope, Send
 from vws.runtime.node import Server
+
+#: An ASGI app as servers call it: any scope type (lifespan too), plain message dicts.
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def create_app(server: Server, reloader: Reloader | None = None) -> ASGIApp:
     """The ASGI app serving ``server``'s routes, reloading them with ``reloader`` if given."""
-    http = create_http_app(server, reloader)
+    # Litestar types its scopes per kind; the edge passes them through as the server sent them.
+    http = cast(ASGIApp, create_http_app(server, reloader))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await serve(server, scope, receive, send)  # type: ignore[arg-type]
+            await serve(server, scope, receive, send)
         elif scope["type"] == "lifespan":
             await http(scope, receive, _plain_startup_failure(send))
         else:
@@ -54,7 +63,7 @@ def _plain_startup_failure(send: Send) -> Send:
     ``vws_startup``, a setting it cannot use), that one line is what the operator needs.
     """
 
-    async def lifespan_send(message: Message) -> None:
+    async def lifespan_send(message: dict[str, Any]) -> None:
         if message["type"] == "lifespan.startup.failed":
             error = _worded(sys.exception())
             if error is not None:
@@ -80,8 +89,8 @@ def create_http_app(server: Server, reloader: Reloader | None = None) -> Litesta
     """The Litestar app of everything but the sockets: HTTP endpoints and the lifespan."""
 
     @asgi("/", is_mount=True, copy_scope=True)
-    async def routes(scope: Scope, receive: Receive, send: Send) -> None:
-        path = request_path(scope)  # type: ignore[arg-type]
+    async def routes(scope: LitestarScope, receive: LitestarReceive, send: LitestarSend) -> None:
+        path = request_path(cast(Scope, scope))
         config = server.table.config
         if await serve_static(config.static, config.root, scope, send, path):
             return
@@ -90,8 +99,7 @@ def create_http_app(server: Server, reloader: Reloader | None = None) -> Litesta
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         if known:
             headers.append((b"upgrade", b"websocket"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, headers, body)
 
     monitor = Monitor(server)  # status rates and /metrics
     on_startup = [server.start, monitor.start] + ([reloader.start] if reloader else [])

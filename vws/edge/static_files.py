@@ -14,10 +14,19 @@ from __future__ import annotations
 import mimetypes
 from importlib import resources
 from pathlib import Path
+from typing import TypeGuard
 
 import anyio
 from litestar import asgi
-from litestar.types import Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    HTTPScope,
+    Receive,
+    Scope,
+    Send,
+)
 
 from vws.config import StaticConfig
 
@@ -59,6 +68,25 @@ def _content_type(path: Path) -> str:
     return kind
 
 
+async def respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> None:
+    """One whole plain HTTP answer: its start, then its only body."""
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": headers,
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
+
+
+def is_read(scope: Scope) -> TypeGuard[HTTPScope]:
+    """Whether ``scope`` is an HTTP GET or HEAD, the only requests a file answers."""
+    return scope["type"] == ScopeType.HTTP and scope["method"] in {"GET", "HEAD"}
+
+
 async def send_file(
     scope: Scope, send: Send, path: Path, extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
@@ -72,29 +100,27 @@ async def send_file(
         *extra,
     ]
     if _header(scope, b"if-none-match") == etag:
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
+        await respond(send, 304, headers)
         return
     body = await anyio.Path(path).read_bytes()
     headers += [
         (b"content-type", _content_type(path).encode()),
         (b"content-length", str(len(body)).encode()),
     ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+    head = scope["type"] == ScopeType.HTTP and scope["method"] == "HEAD"
+    await respond(send, 200, headers, b"" if head else body)
 
 
 async def redirect(send: Send, location: str) -> None:
     headers = [(b"location", location.encode()), (b"content-length", b"0")]
-    await send({"type": "http.response.start", "status": 308, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    await respond(send, 308, headers)
 
 
 async def serve_static(
     static: StaticConfig | None, root: Path, scope: Scope, send: Send, url_path: str
 ) -> bool:
     """Answer an HTTP request from the ``[static]`` mount; False when it names no file there."""
-    if static is None or scope["type"] != "http" or scope["method"] not in {"GET", "HEAD"}:
+    if static is None or not is_read(scope):
         return False
     found = await anyio.to_thread.run_sync(find_file, static, root, url_path)
     if found is None:
@@ -116,11 +142,10 @@ def client_file() -> Path:
 async def client_script(scope: Scope, receive: Receive, send: Send) -> None:
     """``GET /_vws/vws.js``: the browser client, importable as an ES module from any origin
     (it is public code; which pages may *connect* is the handshake's Origin check)."""
-    if scope["type"] != "http" or scope["method"] not in {"GET", "HEAD"}:
+    if not is_read(scope):
         body = b"GET or HEAD only\n"
         headers = [(b"allow", b"GET, HEAD"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 405, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, 405, headers, body)
         return
     await send_file(scope, send, client_file(), ((b"access-control-allow-origin", b"*"),))
 

@@ -24,14 +24,16 @@ logger = logging.getLogger("vws.edge.websocket")
 
 def request_path(scope: Scope) -> str:
     """The URL path of the handshake, as the client wrote it (percent-decoded)."""
-    raw = scope.get("raw_path")
+    raw: bytes | None = scope.get("raw_path")
     if raw:
         return unquote(raw.decode("latin-1").partition("?")[0])
-    return scope["path"]
+    path: str = scope["path"]
+    return path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for key, value in headers:
         if key.lower() == name:
             return value.decode("latin-1")
     return None

@@ -267,7 +267,7 @@ def _version_of(plugin: object) -> str | None:
     version = getattr(plugin, "__version__", None)
     if isinstance(version, str):
         return version
-    module = getattr(plugin, "__name__", None) or getattr(type(plugin), "__module__", "")
+    module = str(getattr(plugin, "__name__", None) or getattr(type(plugin), "__module__", ""))
     top = module.partition(".")[0]
     for dist in metadata.packages_distributions().get(top, ()):
         try:
@@ -284,8 +284,8 @@ def _settings(manager: PluginManager, config: Config, known: Iterable[str]) -> l
     raw_settings = config.plugins.settings
     for name in raw_settings:
         if name not in manager.loaded and name not in known:
-            loaded = ", ".join(manager.loaded) or "none"
-            message = f"no plugin named {name!r} is loaded (loaded: {loaded})"
+            names = ", ".join(manager.loaded) or "none"
+            message = f"no plugin named {name!r} is loaded (loaded: {names})"
             issues.append(config.issue(("plugins", "settings", name), message))
     for name, loaded in manager.loaded.items():
         raw = raw_settings.get(name, {})

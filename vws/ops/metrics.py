@@ -91,9 +91,12 @@ class Exporter:
         self.multiprocess = multiprocess_dir()
         self.registry = CollectorRegistry()
         r = self.registry
-        live = {"multiprocess_mode": "livesum"}
-        self.connections = Gauge("vws_connections", "Connected clients.", registry=r, **live)
-        self.rooms = Gauge("vws_rooms", "Rooms with members on this node.", registry=r, **live)
+        self.connections = Gauge(
+            "vws_connections", "Connected clients.", registry=r, multiprocess_mode="livesum"
+        )
+        self.rooms = Gauge(
+            "vws_rooms", "Rooms with members on this node.", registry=r, multiprocess_mode="livesum"
+        )
         self.opened = Counter(
             "vws_connections_opened", "Clients accepted and registered.", registry=r
         )
@@ -160,8 +163,8 @@ class Exporter:
             self._add(self.received, (path, event), count)
         for (path, kind), count in list(stats.sent.items()):
             self._add(self.sent, (path, kind), count)
-        for (path, code), count in list(stats.errors.items()):
-            self._add(self.errors, (path, code), count)
+        for (path, error_code), count in list(stats.errors.items()):
+            self._add(self.errors, (path, error_code), count)
         for result, count in stats.reloads.items():
             self._add(self.reloads, (result,), count)
         failures = server.backplane.stats().get("dropped", 0)

@@ -98,7 +98,8 @@ class Fanout:
                 return None
             if result is not None:
                 if not isinstance(result, Outgoing):
-                    return _refuse_result(impl.plugin_name, result)
+                    _refuse_result(impl.plugin_name, result)
+                    return None
                 message = result
         return message
 

@@ -71,9 +71,9 @@ class Hub:
             for outbox in self.rooms.members(envelope.path, envelope.target):
                 outbox.put(text)
         elif kind is Target.CLIENT:
-            outbox = self.clients.get(envelope.target)
-            if outbox is not None:
-                outbox.put(text)
+            receiver = self.clients.get(envelope.target)
+            if receiver is not None:
+                receiver.put(text)
         else:
             exclude = envelope.exclude
             if envelope.path:

@@ -26,10 +26,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Origin
 
 from vws.cli import add_command
 
@@ -227,7 +228,7 @@ class Session:
             return await connect(
                 self.url,
                 additional_headers=self.headers,
-                origin=self.origin,  # type: ignore[arg-type]
+                origin=cast(Origin | None, self.origin),  # Origin is a NewType of str
                 open_timeout=self.timeout,
                 max_size=None,
             )

@@ -26,7 +26,7 @@ from msgspec import Meta, Struct
 from vws.edge.status import bearer_matches
 from vws.errors import ProtocolError
 from vws.protocol import MAX_EVENT_LENGTH, PROTOCOL_EVENTS, check_room
-from vws.runtime.messages import Outgoing
+from vws.runtime.messages import Kind, Outgoing
 from vws.runtime.node import Server
 
 PATH = "/_vws/api/publish"
@@ -116,6 +116,8 @@ def _problem(message: Message, server: Server) -> str | None:
 
 def send(message: Message, server: Server) -> bool:
     """Hand one message to the fan-out; False when its client is connected to no node."""
+    kind: Kind
+    target: str | None
     if message.client_id is not None:
         client_id = message.client_id
         if client_id not in server.hub.clients and not server.backplane.has_client(client_id):
@@ -127,7 +129,7 @@ def send(message: Message, server: Server) -> bool:
         kind, target = "broadcast", None
     server.fanout.send(
         Outgoing(
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             event=message.event,
             payload=message.payload,
             path=message.path,

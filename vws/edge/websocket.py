@@ -9,6 +9,7 @@ frame, hook or handler ever sees it again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from urllib.parse import unquote
 
 from vws import logs
@@ -32,7 +33,7 @@ def request_path(scope: Scope) -> str:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
     for key, value in headers:
         if key.lower() == name:
             return value.decode("latin-1")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -267,7 +267,8 @@ def _version_of(plugin: object) -> str | None:
     version = getattr(plugin, "__version__", None)
     if isinstance(version, str):
         return version
-    module = str(getattr(plugin, "__name__", None) or getattr(type(plugin), "__module__", ""))
+    # a module's (or a class's) __name__, else its class's __module__: a str in every case
+    module = cast(str, getattr(plugin, "__name__", None) or getattr(type(plugin), "__module__", ""))
     top = module.partition(".")[0]
     for dist in metadata.packages_distributions().get(top, ()):
         try:

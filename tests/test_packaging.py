@@ -185,7 +185,9 @@ class InstalledServer(RunningServer):
             cwd=config.parent,
         )
         threading.Thread(target=self._pump, daemon=True).start()
-        if not self._ready.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
+        # the pump also sets _ready when the output ends: a server that exited has not logged
+        # the ready line, though poll() may not know of its exit yet
+        if not self._ready.wait(STARTUP_TIMEOUT) or self._ready_line not in self.log():
             self.stop()
             raise RuntimeError("vws run did not start:\n" + self.log())
 

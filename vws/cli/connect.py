@@ -236,7 +236,7 @@ class Session:
             status = error.response.status_code
             self.fail(f"the server refused the handshake: HTTP {status}")
         except (InvalidHandshake, OSError, TimeoutError) as error:
-            self.fail(f"cannot connect to {self.url}: {error}")
+            self.fail(f"cannot connect to {self.url}: {str(error) or type(error).__name__}")
         return None
 
     def fail(self, message: str) -> None:

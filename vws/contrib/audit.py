@@ -21,7 +21,7 @@ from vws.runtime.node import server_of
 if TYPE_CHECKING:
     from vws.runtime.node import Server
 
-logger = logging.getLogger("vws.audit")
+logger = logging.getLogger("vws.contrib.audit")
 
 Event = Literal["connect", "disconnect", "join", "leave", "refused"]
 

@@ -99,3 +99,17 @@ def test_a_broker_whose_client_is_not_installed_is_a_located_error(monkeypatch) 
         "nats:// needs the nats client: pip install 'vws[nats]'"
     )
     assert vws.backplane.missing_client("memory://") is None
+
+
+def test_a_file_backplane_overridden_by_the_environment_needs_no_client(monkeypatch) -> None:
+    import vws.backplane
+
+    monkeypatch.setattr(vws.backplane, "find_spec", lambda name: None)
+    text = '[server]\nbackplane = "redis://127.0.0.1:6379/0"\n'
+    config = parse_config(text, "routes.toml", environ={"VWS_BACKPLANE": "memory://"})
+    assert config.server.backplane == "memory://"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "routes.toml", environ={"VWS_BACKPLANE": "nats://127.0.0.1:4222"})
+    assert [str(issue) for issue in caught.value.issues] == [
+        "environment: VWS_BACKPLANE: nats:// needs the nats client: pip install 'vws[nats]'"
+    ]

@@ -220,7 +220,10 @@ def parse_config(text: str, source: str, *, environ: Mapping[str, str]) -> Confi
             issue((key,), "unknown key: expected one of server, plugins, admin, static, routes")
 
     server = sections.get("server") or ServerConfig()
-    problem = _backplane_problem(server.backplane)
+    # The file's backplane must name a known scheme even when VWS_BACKPLANE overrides it, but
+    # its client library matters only for the backplane that will run.
+    overridden = bool(environ.get("VWS_BACKPLANE"))
+    problem = _backplane_problem(server.backplane, needs_client=not overridden)
     if problem:
         issue(("server", "backplane"), problem)
     server = _apply_environment(server, environ, issues)
@@ -359,9 +362,9 @@ def _check_static(static: StaticConfig, root: Path, issue: Any) -> None:
         issue(("static", "index"), "expected a file name, like index.html")
 
 
-def _backplane_problem(url: str) -> str | None:
+def _backplane_problem(url: str, *, needs_client: bool = True) -> str | None:
     if url.partition("://")[0] in backplane.SCHEMES:
-        return backplane.missing_client(url)
+        return backplane.missing_client(url) if needs_client else None
     expected = ", ".join(f"{scheme}://" for scheme in sorted(backplane.SCHEMES))
     return f"unsupported backplane {url!r}: expected {expected}"
 

@@ -247,3 +247,14 @@ def test_vws_plugins_lists_name_version_source_and_hooks(tmp_path: Path):
     assert " ".join(lines[2].split()) == (
         "ratelimit 0.1.0 routes.toml:2: plugins.load[0] vws_disconnect, vws_message"
     )
+
+
+def test_a_plugin_given_as_a_class_gets_the_version_of_its_distribution() -> None:
+    from importlib import metadata
+
+    import pluggy
+
+    from vws.hooks.loading import _version_of
+
+    assert _version_of(pluggy.PluginManager) == metadata.version("pluggy")
+    assert _version_of(pluggy) == metadata.version("pluggy")

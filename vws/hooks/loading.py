@@ -267,8 +267,11 @@ def _version_of(plugin: object) -> str | None:
     version = getattr(plugin, "__version__", None)
     if isinstance(version, str):
         return version
-    # a module's (or a class's) __name__, else its class's __module__: a str in every case
-    module = cast(str, getattr(plugin, "__name__", None) or getattr(type(plugin), "__module__", ""))
+    # a module names itself; a class, a function or an instance names the module it comes from
+    named = (
+        plugin.__name__ if isinstance(plugin, ModuleType) else getattr(plugin, "__module__", None)
+    )
+    module = cast(str, named or type(plugin).__module__)
     top = module.partition(".")[0]
     for dist in metadata.packages_distributions().get(top, ()):
         try:

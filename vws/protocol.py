@@ -45,6 +45,7 @@ ERROR_CODES = frozenset(
         "denied",
         "rate_limited",
         "handler_error",
+        "handler_timeout",
     }
 )
 
@@ -53,6 +54,8 @@ CLOSE_SLOW = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_NO_ROUTE = 4404
+#: RFC 6455 §5.5: a control frame's body is at most 125 bytes, two of them the close code.
+MAX_CLOSE_REASON_BYTES = 123
 
 FrameId = int | str
 
@@ -92,6 +95,8 @@ def decode_frame(text: str | bytes) -> InboundFrame:
         raise ProtocolError("bad_frame", _frame_message(str(exc)), _salvage_id(text)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"the frame is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec gives up on deep nesting with Python's own error
+        raise ProtocolError("bad_json", "the frame is nested too deeply") from None
 
 
 def _frame_message(message: str) -> str:
@@ -107,7 +112,7 @@ def _salvage_id(text: str | bytes) -> FrameId | None:
     """The ``id`` of a frame that failed validation, so its error can still be matched."""
     try:
         value = _loose_decoder.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(value, dict):
         frame_id = value.get("id")
@@ -135,9 +140,26 @@ def encode_frame(event: str, payload: Any = None, frame_id: FrameId | UnsetType 
     """The text of one server frame.
 
     Raises:
-        TypeError: the payload holds something JSON cannot carry (msgspec.EncodeError is one).
+        TypeError: the payload holds something JSON cannot carry: an unknown type, a string
+            with a lone surrogate, a container that holds itself. msgspec raises a different
+            error for each; callers need one to catch.
     """
-    return _encoder.encode(OutboundFrame(event, payload, frame_id)).decode()
+    try:
+        return _encoder.encode(OutboundFrame(event, payload, frame_id)).decode()
+    except TypeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise TypeError(f"the payload cannot be sent as JSON: {exc}") from None
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame can carry: 123 bytes of UTF-8, whole characters.
+
+    A longer reason makes the close frame invalid, and the client would see the socket
+    dropped (1006) instead of the code it was meant to read.
+    """
+    data = reason.encode("utf-8", "replace")  # a lone surrogate cannot be sent either
+    return data[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
 
 
 def error_frame(code: str, message: str, frame_id: FrameId | None = None) -> str:

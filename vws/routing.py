@@ -39,6 +39,8 @@ class EventRoute:
     handler: Callback
     schema: Any | None = None
     schema_reference: str | None = None
+    #: Seconds the handler may run before the client is told ``handler_timeout``.
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class Route:
     broadcast: Literal["server", "route"] = "server"
     on_connect: Callback | None = None
     on_disconnect: Callback | None = None
+    #: Seconds the connect handler and a join's hooks may run (the route's handler timeout).
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ def compile_table(config: Config) -> DispatchTable:
     routes: dict[str, Route] = {}
     for path, route in config.routes.items():
         at: KeyPath = ("routes", path)
+        timeout = route.handler_timeout or config.server.handler_timeout
         middleware = tuple(
             _callback(config, ref, (*at, "middleware", str(i)), 1, issues)
             for i, ref in enumerate(route.middleware)
@@ -99,7 +104,7 @@ def compile_table(config: Config) -> DispatchTable:
             schema = None
             if event.schema is not None:
                 schema = _schema(config, event.schema, (*where, "schema"), issues)
-            events[name] = EventRoute(name, handler, schema, event.schema)
+            events[name] = EventRoute(name, handler, schema, event.schema, event.timeout or timeout)
         routes[path] = Route(
             path=path,
             events=MappingProxyType(events),
@@ -107,6 +112,7 @@ def compile_table(config: Config) -> DispatchTable:
             broadcast=route.broadcast,
             on_connect=lifecycle["connect"],
             on_disconnect=lifecycle["disconnect"],
+            timeout=timeout,
         )
     if issues:
         raise ConfigError(issues)

@@ -29,6 +29,10 @@ Port = Annotated[int, Meta(ge=0, le=65535)]
 Reference = Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][\w.]*(:[\w.]+)?$")]
 
 
+#: The names a loopback server answers to; a Host outside them is a DNS-rebinding page's.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
 class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The ``[server]`` table: where to listen and every per-connection limit."""
 
@@ -41,6 +45,10 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     send_queue: Annotated[int, Meta(ge=1)] = 1024
     slow_consumer: Literal["disconnect", "drop_oldest"] = "disconnect"
     allowed_origins: tuple[str, ...] = ()
+    #: Host header values served (HTTP and handshakes); empty: what ``host`` implies.
+    allowed_hosts: tuple[Annotated[str, Meta(min_length=1)], ...] = ()
+    #: Seconds an async handler (or a join's hooks) may run before ``handler_timeout``.
+    handler_timeout: Annotated[float, Meta(gt=0)] = 30.0
     backplane: str = "memory://"
     #: Keepalive ping interval and the time a pong may take (seconds; 0 turns pings off).
     ping_interval: Annotated[float, Meta(ge=0)] = 20.0
@@ -53,6 +61,15 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     publish_timeout: Annotated[float, Meta(gt=0)] = 5.0
     node_timeout: Annotated[float, Meta(gt=0)] = 10.0
     reconnect_max_delay: Annotated[float, Meta(gt=0)] = 2.0
+
+    def hosts(self) -> tuple[str, ...]:
+        """The Host names served: ``allowed_hosts``, or the loopback names when ``host`` is a
+        loopback address, or ``"*"`` (any) for a wildcard or network address."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.host in LOOPBACK_HOSTS or self.host.startswith("127."):
+            return LOOPBACK_HOSTS
+        return ("*",)
 
     def backplane_options(self) -> BackplaneOptions:
         """The settings a broker backplane takes."""
@@ -112,6 +129,8 @@ class EventConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
 
     handler: Reference
     schema: Reference | None = None
+    #: Seconds this event's handler may run; unset: the route's, then the server's.
+    timeout: Annotated[float, Meta(gt=0)] | None = None
 
 
 class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -119,6 +138,8 @@ class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
 
     middleware: tuple[Reference, ...] = ()
     broadcast: Literal["server", "route"] = "server"
+    #: Seconds this route's handlers may run; unset: ``[server] handler_timeout``.
+    handler_timeout: Annotated[float, Meta(gt=0)] | None = None
     events: dict[str, EventConfig] = {}
 
 

@@ -5,6 +5,13 @@ The handshake (Origin, route lookup, middleware, ``vws_connect``) happens in
 the client is registered, told its id, the ``connect`` handler runs, and every frame is decoded,
 checked, dispatched and acknowledged in turn. The socket is reached only through the ``receive``
 and ``send`` callables, in ASGI's message shapes.
+
+Handlers run in the reader task, one frame at a time, which is what keeps a client's frames in
+order. While an async handler (or a join's hooks) is suspended, the connection is *busy*: the
+node's watchdog (:meth:`vws.runtime.node.Server.watch`) cancels it past its timeout, answering
+``handler_timeout``, and meanwhile reads ahead on the socket, so that a client who leaves is
+seen at once: its handler is cancelled and it is unregistered, instead of lingering in its
+rooms until the handler returns.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from time import perf_counter
 from typing import Any
@@ -27,11 +35,12 @@ from vws.protocol import (
     JOIN_EVENTS,
     LEAVE_EVENTS,
     check_room,
+    close_reason,
     decode_frame,
     encode_frame,
     error_frame,
 )
-from vws.routing import Callback
+from vws.routing import Callback, EventRoute
 from vws.runtime.client import Client
 from vws.runtime.node import Server
 from vws.runtime.outbox import Outbox
@@ -46,11 +55,24 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
+#: Frames read ahead while a handler is busy; past this the socket's own buffers hold the rest.
+READ_AHEAD = 64
+#: What a handler may raise and still be answered ``handler_error``: ``SystemExit`` (a
+#: ``sys.exit()`` in a handler) and ``KeyboardInterrupt`` must not take the connection down.
+HANDLER_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
 async def call(callback: Callback, *args: Any) -> Any:
     result = callback.function(*args)
     if callback.is_async:
         result = await result
     return result
+
+
+def _cancelling() -> bool:
+    """Whether the current task has been asked to stop (not a handler raising CancelledError)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class Connection:
@@ -79,6 +101,15 @@ class Connection:
         #: rather than an Event: an idle connection should not carry an Event's waiter deque.
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stopping = False
+        #: perf_counter() by which the running handler must finish; 0.0 while not busy.
+        self.deadline = 0.0
+        #: The seconds that deadline allowed, for the client's error message.
+        self.timeout = 0.0
+        #: Set by the watchdog just before it cancels the reader: "timeout" or "departed".
+        self._interrupt: str | None = None
+        #: Messages read ahead while busy, and the receive in flight for them.
+        self._ahead: deque[dict[str, Any]] = deque()
+        self._peek: asyncio.Task[dict[str, Any]] | None = None
 
     def _send_text(self, text: str) -> Coroutine[Any, Any, None]:
         """The ASGI send of one text frame, returned rather than awaited here: the outbox
@@ -101,7 +132,15 @@ class Connection:
         )
         try:
             if on_connect is not None:
-                await self._observe(on_connect, "connect")
+                self._busy(self._route_timeout())
+                try:
+                    await self._observe(on_connect, "connect")
+                except asyncio.CancelledError:
+                    if self._interrupted() != "timeout":
+                        raise
+                    logger.warning("connect handler %s timed out", on_connect.reference)
+                finally:
+                    self._idle()
             await self._read()
         except asyncio.CancelledError:
             if not self._stopping:
@@ -121,8 +160,15 @@ class Connection:
     async def _read(self) -> None:
         receive = self.receive
         client = self.client
+        ahead = self._ahead
         while True:
-            message = await receive()
+            if ahead:
+                message = ahead.popleft()
+            elif self._peek is not None:
+                await asyncio.wait((self._peek,))  # its callback files what it read in ahead
+                continue
+            else:
+                message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
                 text = message.get("text")
@@ -157,21 +203,26 @@ class Connection:
             if event in CLIENT_RESERVED:
                 raise ProtocolError("reserved_event", f"{event!r} is reserved and cannot be sent")
             if server.hooks.message:
+                self._busy(self._route_timeout())
                 await self._message_hooks(event, frame.payload)
             if event in JOIN_EVENTS:
                 room = check_room(frame.room)
+                self._busy(self._route_timeout())
                 await server.join(client, room)
                 result: Any = {"room": room}
             elif event in LEAVE_EVENTS:
                 room = check_room(frame.room)
+                self._busy(self._route_timeout())
                 await server.leave(client, room)
                 result = {"room": room}
             else:
-                handler, payload = self._target(event, frame.payload)
+                target, payload = self._target(event, frame.payload)
+                handler = target.handler
                 started = perf_counter()
                 try:
                     result = handler.function(client, payload)
                     if handler.is_async:
+                        self._busy(target.timeout, started)
                         result = await result
                 finally:
                     server.stats.handled(client.path, event, perf_counter() - started)
@@ -187,17 +238,16 @@ class Connection:
                 code=deny.error_code,
                 reason=deny.reason,
             )
-        except Exception:
-            logs.event(
-                logger,
-                "handler_error",
-                logging.ERROR,
-                path=client.path,
-                frame_event=event,
-                exc_info=True,
-            )
-            server.stats.failed(client.path, event)
-            self._error("handler_error", f"the handler for {event!r} failed", frame_id)
+        except asyncio.CancelledError:
+            reason = self._interrupted()
+            if reason == "timeout":
+                self._timed_out(event, frame_id)
+            elif reason is None and not _cancelling():
+                self._failed(event, frame_id)  # the handler raised CancelledError itself
+            else:
+                raise  # the client left, or the server is stopping
+        except HANDLER_FAILURES:
+            self._failed(event, frame_id)
         else:
             if frame_id is not None:
                 try:
@@ -207,6 +257,102 @@ class Connection:
                     self._error("handler_error", f"the handler for {event!r} failed", frame_id)
                     return
                 server.fanout.send_own(client.client_id, ack)
+        finally:
+            if self.deadline:
+                self._idle()
+
+    def _failed(self, event: str, frame_id: int | str | None) -> None:
+        """A handler raised: log it with its traceback, tell the client ``handler_error``."""
+        client = self.client
+        logs.event(
+            logger,
+            "handler_error",
+            logging.ERROR,
+            path=client.path,
+            frame_event=event,
+            exc_info=True,
+        )
+        self.server.stats.failed(client.path, event)
+        self._error("handler_error", f"the handler for {event!r} failed", frame_id)
+
+    def _timed_out(self, event: str, frame_id: int | str | None) -> None:
+        client, timeout = self.client, self.timeout
+        logs.event(
+            logger,
+            "handler_timeout",
+            logging.WARNING,
+            path=client.path,
+            frame_event=event,
+            timeout=timeout,
+        )
+        self.server.stats.failed(client.path, event)
+        message = f"the handler for {event!r} did not finish within {timeout:g} s"
+        self._error("handler_timeout", message, frame_id)
+
+    def _route_timeout(self) -> float:
+        table = self.server.table
+        route = table.routes.get(self.client.path)
+        return route.timeout if route is not None else table.config.server.handler_timeout
+
+    def _busy(self, timeout: float, started: float | None = None) -> None:
+        """Mark the reader as waiting on a handler or hooks, for the watchdog to oversee."""
+        self.timeout = timeout
+        self.deadline = (perf_counter() if started is None else started) + timeout
+        self.server.busy.add(self)
+
+    def _idle(self) -> None:
+        self.deadline = 0.0
+        self.server.busy.discard(self)
+        if self._interrupt == "timeout":  # the handler swallowed the cancel and returned
+            self._interrupted()
+
+    def _interrupted(self) -> str | None:
+        """Why the watchdog cancelled the reader (None: it did not), with the cancel undone
+        for a timeout, so that the reader goes on to the next frame."""
+        reason, self._interrupt = self._interrupt, None
+        if reason == "timeout":
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        return reason
+
+    def oversee(self, now: float) -> None:
+        """The watchdog's look at a busy connection: cancel it past its deadline, and read
+        ahead so that a departure is noticed while the handler is still running."""
+        if self.reader is None or self._interrupt is not None or not self.deadline:
+            return
+        if now >= self.deadline:
+            self._interrupt = "timeout"
+            self.reader.cancel()
+        else:
+            self._read_ahead()
+
+    def _read_ahead(self) -> None:
+        if self._peek is None and len(self._ahead) < READ_AHEAD and not self.client.closing:
+            self._peek = asyncio.get_running_loop().create_task(self._receive())
+            self._peek.add_done_callback(self._peeked)
+
+    async def _receive(self) -> dict[str, Any]:
+        return await self.receive()
+
+    def _peeked(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._peek = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        message: dict[str, Any] = (
+            {"type": "websocket.disconnect", "code": 1006} if error else task.result()
+        )
+        self._ahead.append(message)
+        if message["type"] != "websocket.disconnect":
+            if self.deadline:
+                self._read_ahead()  # keep watching while the handler is busy
+        elif self.deadline and self.reader is not None and self._interrupt is None:
+            # The client is gone: stop its handler now rather than when it returns.
+            self._interrupt = "departed"
+            self._stopping = True
+            self.close_code = message.get("code", 1005)
+            self.reader.cancel()
 
     async def _message_hooks(self, event: str, payload: Any) -> None:
         try:
@@ -219,7 +365,7 @@ class Connection:
             logger.exception("a vws_message hook raised; the frame is refused")
             raise Deny("refused by a plugin") from None
 
-    def _target(self, event: str, payload: Any) -> tuple[Callback, Any]:
+    def _target(self, event: str, payload: Any) -> tuple[EventRoute, Any]:
         """The handler of ``event`` on this client's route, and the payload it is given.
 
         A plain function rather than a coroutine: :meth:`handle` calls the handler itself, so
@@ -237,7 +383,7 @@ class Connection:
                 payload = msgspec.convert(payload, target.schema)
             except msgspec.ValidationError as exc:
                 raise ProtocolError("invalid_payload", str(exc)) from None
-        return target.handler, payload
+        return target, payload
 
     def _error(self, code: str, message: str, frame_id: int | str | None) -> None:
         self.server.stats.error(self.client.path, code)
@@ -246,7 +392,7 @@ class Connection:
     async def _observe(self, callback: Callback, name: str) -> None:
         try:
             await call(callback, self.client)
-        except Exception:
+        except HANDLER_FAILURES:
             logger.exception("%s handler %s raised", name, callback.reference)
 
     def _on_slow(self) -> None:
@@ -281,10 +427,8 @@ class Connection:
     async def _close_socket(self, code: int, reason: str) -> None:
         self.close_code = code
         try:
-            await asyncio.wait_for(
-                self.send({"type": "websocket.close", "code": code, "reason": reason}),
-                self.close_timeout,
-            )
+            frame = {"type": "websocket.close", "code": code, "reason": close_reason(reason)}
+            await asyncio.wait_for(self.send(frame), self.close_timeout)
         except (TimeoutError, Exception):
             # The close frame could not be written: stop reading; the server drops the socket.
             self._stopping = True
@@ -306,6 +450,9 @@ class Connection:
     async def _teardown(self) -> None:
         client, server = self.client, self.server
         client.closing = True
+        self._idle()
+        if self._peek is not None:
+            self._peek.cancel()
         self.outbox.close()
         if self.writer is not None and not self.writer.done():
             self.writer.cancel()

@@ -6,8 +6,10 @@ with a single assignment while connections keep being served.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from vws import backplane as backplanes
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("vws.runtime.node")
 
+#: Seconds between the watchdog's looks at busy connections: the precision of handler
+#: timeouts, and how soon a client leaving during a handler is noticed.
+WATCH_INTERVAL = 0.1
+
 
 class Server:
     """One vws node."""
@@ -41,6 +47,9 @@ class Server:
         self.fanout = Fanout(self.hub, self.hooks, self.stats)
         #: client id → its connection, for every registered client.
         self.connections: dict[str, Connection] = {}
+        #: Connections waiting on an async handler or hooks, overseen by :meth:`watch`.
+        self.busy: set[Connection] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     def swap(self, table: DispatchTable, hooks: Hooks | None = None) -> None:
         """Serve a new dispatch table (and hooks, when given) from the next frame on."""
@@ -65,11 +74,24 @@ class Server:
 
     async def start(self) -> None:
         await self.backplane.start(self.hub.deliver, self.hub.clients)
+        self._watchdog = asyncio.get_running_loop().create_task(self.watch())
         await self.hooks.call("vws_startup", **self.startup_arguments())
+
+    async def watch(self) -> None:
+        """Oversee busy connections every :data:`WATCH_INTERVAL`: time out their handlers and
+        notice their clients leaving (see :mod:`vws.runtime.connection`)."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if self.busy:
+                now = perf_counter()
+                for connection in list(self.busy):
+                    connection.oversee(now)
 
     async def stop(self) -> None:
         for connection in list(self.connections.values()):
             await connection.close(1001, "server shutting down")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self.hooks.observe("vws_shutdown", server=self)
         await self.backplane.stop()
 

@@ -18,8 +18,16 @@ def http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient
     monkeypatch.syspath_prepend(str(APPS))
     config = tmp_path / "routes.toml"
     config.write_text(DEMO_APP)
-    with TestClient(create_app(load_server(config))) as client:
+    with TestClient(create_app(load_server(config)), base_url="http://localhost") as client:
         yield client
+
+
+def test_a_host_the_server_does_not_answer_to_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(APPS))
+    config = tmp_path / "routes.toml"
+    config.write_text(DEMO_APP)
+    with TestClient(create_app(load_server(config))) as client:  # Host: testserver.local
+        assert client.get("/_vws/health").status_code == 400
 
 
 def test_a_socket_is_served_by_the_dispatch_table(http: TestClient) -> None:  # type: ignore[type-arg]

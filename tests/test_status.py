@@ -14,7 +14,8 @@ import pytest
 from conftest import APPS, DEMO_APP
 from wsclient import Peer
 
-from vws.edge.status import bearer_matches, is_loopback, report
+from vws.edge.access import bearer_matches, is_loopback
+from vws.edge.status import report
 from vws.testing import ErrorReply, TestApp
 
 pytestmark = pytest.mark.anyio
@@ -161,17 +162,26 @@ async def test_the_status_shows_a_reload(start_server) -> None:
     assert "/new" in [route["path"] for route in status["routes"]]
 
 
+LOCAL = (b"host", b"127.0.0.1:8000")
+
+
 @pytest.mark.parametrize(
     ("client", "headers", "loopback"),
     [
-        (("127.0.0.1", 5000), [], True),
-        (("127.8.9.10", 5000), [], True),
-        (("::1", 5000, 0, 0), [], True),
-        (("10.0.0.2", 5000), [], False),
-        (("127.0.0.1", 5000), [(b"X-Forwarded-For", b"203.0.113.1")], False),
-        (("127.0.0.1", 5000), [(b"forwarded", b"for=203.0.113.1")], False),
-        (None, [], False),
-        (("unix-socket", 0), [], False),
+        (("127.0.0.1", 5000), [LOCAL], True),
+        (("127.8.9.10", 5000), [(b"host", b"localhost:8000")], True),
+        (("::1", 5000, 0, 0), [(b"host", b"[::1]:8000")], True),
+        (("127.0.0.1", 5000), [(b"Host", b"LOCALHOST")], True),
+        (("10.0.0.2", 5000), [LOCAL], False),
+        (("127.0.0.1", 5000), [LOCAL, (b"X-Forwarded-For", b"203.0.113.1")], False),
+        (("127.0.0.1", 5000), [LOCAL, (b"forwarded", b"for=203.0.113.1")], False),
+        (("127.0.0.1", 5000), [LOCAL, (b"true-client-ip", b"203.0.113.1")], False),
+        (("127.0.0.1", 5000), [LOCAL, (b"CF-Connecting-IP", b"203.0.113.1")], False),
+        # DNS rebinding: a loopback socket, but the page's own name in Host.
+        (("127.0.0.1", 5000), [(b"host", b"evil.example:8000")], False),
+        (("127.0.0.1", 5000), [], False),
+        (None, [LOCAL], False),
+        (("unix-socket", 0), [LOCAL], False),
     ],
 )
 def test_who_counts_as_loopback(client, headers, loopback) -> None:

@@ -55,14 +55,26 @@ def _message(record: logging.LogRecord) -> str:
     return redact_query(message) if record.name.startswith("uvicorn") else message
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\n``, ``\\xa0``).
+
+    A client chooses much of what is logged (its path, its Origin, its Host); a newline or a
+    run of no-break spaces in it must not forge a line of its own in a text log.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 class TextFormatter(logging.Formatter):
     """``TIME LEVEL LOGGER message key=value ...``; a traceback follows on its own lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_time(record), record.levelname, record.name, _message(record)]
+        parts = [_time(record), record.levelname, record.name, printable(_message(record))]
         for key, value in getattr(record, "vws_fields", {}).items():
             text = str(value)
-            parts.append(f"{key}={text if text and ' ' not in text else repr(text)}")
+            plain = text and " " not in text and text.isprintable()
+            parts.append(f"{key}={text if plain else repr(text)}")
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

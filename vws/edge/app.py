@@ -11,6 +11,7 @@ more coroutine per frame, and a vws connection handles its own errors (vws.runti
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,8 +22,10 @@ from litestar.types import Receive as LitestarReceive
 from litestar.types import Scope as LitestarScope
 from litestar.types import Send as LitestarSend
 
+from vws import logs
 from vws.config import load_config
 from vws.edge.health import health
+from vws.edge.hosts import header, host_allowed
 from vws.edge.publish import publish
 from vws.edge.static_files import client_script, respond, serve_static
 from vws.edge.status import handlers as status_handlers
@@ -34,6 +37,8 @@ from vws.ops.reload import Reloader
 from vws.routing import compile_table
 from vws.runtime.connection import Receive, Scope, Send
 from vws.runtime.node import Server
+
+logger = logging.getLogger("vws.edge.app")
 
 #: An ASGI app as servers call it: any scope type (lifespan too), plain message dicts.
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -49,10 +54,21 @@ def create_app(server: Server, reloader: Reloader | None = None) -> ASGIApp:
             await serve(server, scope, receive, send)
         elif scope["type"] == "lifespan":
             await http(scope, receive, _plain_startup_failure(send))
-        else:
+        elif host_allowed(header(scope, b"host"), server.table.config.server.hosts()):
             await http(scope, receive, send)
+        else:
+            await _wrong_host(scope, send)
 
     return app
+
+
+async def _wrong_host(scope: Scope, send: Send) -> None:
+    """Answer a request whose Host is not one of ``[server] allowed_hosts`` (DNS rebinding)."""
+    host = header(scope, b"host")
+    logs.event(logger, "refused", host=host, status=400, setting="allowed_hosts")
+    body = b"this server does not answer to that Host name (see [server] allowed_hosts)\n"
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    await respond(cast(LitestarSend, send), 400, headers, body)
 
 
 def _plain_startup_failure(send: Send) -> Send:
@@ -110,6 +126,7 @@ def create_http_app(server: Server, reloader: Reloader | None = None) -> Litesta
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         logging_config=None,  # vws.logs sets logging up (vws run --log-format)
+        openapi_config=None,  # no public /schema: vws's HTTP API is documented in docs/
     )
     app.state.vws = server
     app.state.vws_monitor = monitor

@@ -2,7 +2,9 @@
 
 It always answers 200 while the process serves, so a load balancer keeps sending clients to a
 node whose broker is away (local delivery still works there); ``status`` says ``degraded``
-then, for monitoring. The counters show what the backplane published, received and dropped.
+then, for monitoring. Anyone gets that much. Whoever may read the status page (a loopback
+client, or the admin key's holder) also gets the node id, its client count and the backplane's
+counters: what it published, received and dropped.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from litestar import Request, get
 
+from vws.edge.access import refusal as admin_refusal
 from vws.runtime.node import Server
 
 PATH = "/_vws/health"
@@ -34,4 +37,8 @@ def report(server: Server) -> dict[str, Any]:
 
 @get(PATH, sync_to_thread=False, include_in_schema=False)
 def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return report(request.app.state.vws)
+    server: Server = request.app.state.vws
+    if admin_refusal(request, server.table.config.admin.key) is None:
+        return report(server)
+    state = server.backplane.state
+    return {"status": state, "backplane": {"state": state}}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from vws.edge.hosts import host_allowed
+
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
@@ -34,18 +36,30 @@ def normalise(origin: str) -> str | None:
     return f"{scheme}://{host}:{port}"
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(
+    origin: str | None,
+    host: str | None,
+    allowed: tuple[str, ...],
+    hosts: tuple[str, ...] = ("*",),
+) -> bool:
     """Whether a handshake with this ``Origin`` and ``Host`` may proceed.
 
-    Allowed: no Origin at all; ``"*"`` in ``allowed``; an Origin whose host and port equal the
-    Host header's; an Origin listed in ``allowed`` (compared with default ports made explicit).
+    Allowed: no Origin at all; ``"*"`` in ``allowed``; an Origin listed in ``allowed``
+    (compared with default ports made explicit); a same-origin page, that is an Origin whose
+    host and port equal the Host header's *and* whose host is one of ``hosts`` (the server's
+    allowed hosts). The Host header alone proves nothing: a DNS-rebinding page sends its own.
     """
     if origin is None or "*" in allowed:
         return True
     parts = urlsplit(origin.strip())
     scheme = parts.scheme.lower()
     found = _host_port(parts.netloc, scheme)
-    if found is not None and host and _host_port(host, scheme) == found:
+    if (
+        found is not None
+        and host
+        and _host_port(host, scheme) == found
+        and host_allowed(parts.netloc, hosts)
+    ):
         return True
     wanted = normalise(origin)
     return wanted is not None and wanted in {normalise(entry) for entry in allowed}

@@ -23,7 +23,7 @@ import msgspec
 from litestar import Request, Response, post
 from msgspec import Meta, Struct
 
-from vws.edge.status import bearer_matches
+from vws.edge.access import bearer_matches
 from vws.errors import ProtocolError
 from vws.protocol import MAX_EVENT_LENGTH, PROTOCOL_EVENTS, check_room
 from vws.runtime.messages import Kind, Outgoing
@@ -85,6 +85,8 @@ def parse(body: bytes, server: Server) -> tuple[list[Message], bool]:
         raise Rejected(422, "invalid", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise Rejected(400, "bad_json", f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise Rejected(400, "bad_json", "the body is nested too deeply") from None
     batch = isinstance(decoded, list)
     messages = decoded if isinstance(decoded, list) else [decoded]
     if batch and len(messages) > admin.max_publish_batch:
@@ -140,7 +142,9 @@ def send(message: Message, server: Server) -> bool:
     return True
 
 
-@post(PATH, include_in_schema=False, status_code=200)
+# Litestar's own body limit (10 MB by default) is lifted here: ``[admin] max_publish_bytes``,
+# which a reload can change, is the one limit, checked by _read_body.
+@post(PATH, include_in_schema=False, status_code=200, request_max_body_size=None)
 async def publish(request: Request[Any, Any, Any]) -> Response[Any]:
     server: Server = request.app.state.vws
     admin = server.table.config.admin

@@ -29,6 +29,7 @@ from litestar.types import (
 )
 
 from vws.config import StaticConfig
+from vws.edge.hosts import header
 
 CLIENT_PATH = "/_vws/vws.js"
 
@@ -51,13 +52,16 @@ def find_file(static: StaticConfig, root: Path, url_path: str) -> Path | str | N
     parts = url_path[len(prefix) :].split("/")
     if any(part.startswith(".") or "\\" in part or "\0" in part for part in parts):
         return None
-    folder = (root / static.directory).resolve()
-    found = folder.joinpath(*parts).resolve()
-    if not found.is_relative_to(folder):
+    try:
+        folder = (root / static.directory).resolve()
+        found = folder.joinpath(*parts).resolve()
+        if not found.is_relative_to(folder):
+            return None
+        if found.is_dir():
+            found = found / static.index
+        return found if found.is_file() else None
+    except (OSError, RuntimeError):  # a name too long for the OS, a symlink loop: no file
         return None
-    if found.is_dir():
-        found = found / static.index
-    return found if found.is_file() else None
 
 
 def _content_type(path: Path) -> str:
@@ -99,7 +103,7 @@ async def send_file(
         (b"x-content-type-options", b"nosniff"),
         *extra,
     ]
-    if _header(scope, b"if-none-match") == etag:
+    if header(scope, b"if-none-match") == etag:
         await respond(send, 304, headers)
         return
     body = await anyio.Path(path).read_bytes()
@@ -148,10 +152,3 @@ async def client_script(scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 405, headers, body)
         return
     await send_file(scope, send, client_file(), ((b"access-control-allow-origin", b"*"),))
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None

@@ -1,16 +1,12 @@
 """``/_vws`` (the live status page), ``/_vws/status`` (its JSON) and ``/metrics``.
 
-All three are read-only and closed by default: without an ``[admin] key`` they answer loopback
-clients only (a request that came through a proxy, i.e. carries ``Forwarded`` or
-``X-Forwarded-For``, is not loopback, whatever its socket says); with a key they answer whoever
-sends ``Authorization: Bearer KEY``, compared in constant time. The page itself holds no data,
-so it is served to anyone when a key is set; it asks for the key and sends it with each poll.
+All three are read-only and closed by default (who may read them: :mod:`vws.edge.access`).
+The page itself holds no data, so it is served to anyone when a key is set; it asks for the
+key and sends it with each poll.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import os
 import time
 from datetime import UTC, datetime
@@ -23,6 +19,7 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 
 from vws import __version__
+from vws.edge.access import is_loopback, refusal
 from vws.edge.health import report as health_report
 from vws.ops.metrics import Monitor
 from vws.runtime.node import Server
@@ -33,51 +30,6 @@ STATUS = "/_vws/status"
 METRICS = "/metrics"
 #: How many of the largest rooms the status lists.
 LARGEST_ROOMS = 10
-_PROXY_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
-
-
-def is_loopback(scope: Any) -> bool:
-    """Whether the request came straight from this machine (not through a local proxy)."""
-    client = scope.get("client")
-    if not client:
-        return False
-    if any(name.lower() in _PROXY_HEADERS for name, _ in scope.get("headers", ())):
-        return False
-    try:
-        return ipaddress.ip_address(client[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def bearer_matches(scope: Any, key: str) -> bool:
-    """Whether the request carries ``Authorization: Bearer <key>`` (constant-time compare)."""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"authorization":
-            scheme, _, given = value.partition(b" ")
-            if scheme.lower() == b"bearer":
-                return hmac.compare_digest(given.strip(), key.encode())
-    return False
-
-
-def refusal(request: Request[Any, Any, Any], key: str) -> Response[Any] | None:
-    """None when the request may read admin data, else the response refusing it."""
-    if key:
-        if bearer_matches(request.scope, key):
-            return None
-        return Response(
-            {"error": "unauthorized", "message": "send Authorization: Bearer <admin key>"},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="vws"'},
-        )
-    if is_loopback(request.scope):
-        return None
-    return Response(
-        {
-            "error": "forbidden",
-            "message": "served to loopback clients only; set [admin] key to allow others",
-        },
-        status_code=403,
-    )
 
 
 def _iso(moment: float | None) -> str | None:
@@ -175,7 +127,7 @@ def status_page(request: Request[Any, Any, Any]) -> Response[Any]:
         return refused
     return Response(
         _page(),
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",  # Litestar adds the charset
         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
     )
 

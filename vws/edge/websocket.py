@@ -9,13 +9,13 @@ frame, hook or handler ever sees it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from urllib.parse import unquote
 
 from vws import logs
+from vws.edge.hosts import header, host_allowed
 from vws.edge.origin import origin_allowed
 from vws.errors import Deny
-from vws.protocol import CLOSE_INTERNAL, CLOSE_NO_ROUTE
+from vws.protocol import CLOSE_INTERNAL, CLOSE_NO_ROUTE, close_reason
 from vws.runtime.client import Client
 from vws.runtime.connection import Connection, Receive, Scope, Send, call
 from vws.runtime.node import Server
@@ -32,14 +32,6 @@ def request_path(scope: Scope) -> str:
     return path
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
 async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one WebSocket from handshake to close (the ASGI app for ``websocket`` scopes)."""
     message = await receive()
@@ -47,9 +39,17 @@ async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> N
         return
     table = server.table
     settings = table.config.server
-    origin = _header(scope, b"origin")
-    if not origin_allowed(origin, _header(scope, b"host"), settings.allowed_origins):
-        logs.event(logger, "refused", logging.WARNING, origin=origin, status=403)
+    host, hosts = header(scope, b"host"), settings.hosts()
+    if not host_allowed(host, hosts):
+        logs.event(logger, "refused", host=host, status=403, setting="allowed_hosts")
+        server.stats.refusal(403)
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    origin = header(scope, b"origin")
+    if not origin_allowed(origin, host, settings.allowed_origins, hosts):
+        logs.event(
+            logger, "refused", logging.WARNING, origin=origin, status=403, setting="allowed_origins"
+        )
         server.stats.refusal(403)
         await send({"type": "websocket.close", "code": 1008})
         return
@@ -84,4 +84,4 @@ async def _refuse(server: Server, client: Client, send: Send, code: int, reason:
         "vws_refused", client=client, action="connect", target=client.path, code=code, reason=reason
     )
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+    await send({"type": "websocket.close", "code": code, "reason": close_reason(reason)})

@@ -27,16 +27,18 @@ from vws.testing.clients import (
 def _scope(
     path: str, headers: Mapping[str, str] | None, query: Mapping[str, str] | None
 ) -> dict[str, Any]:
-    raw_headers = [(b"host", b"testserver")]
-    raw_headers += [
+    raw_headers = [
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
     ]
+    if not any(name == b"host" for name, _ in raw_headers):
+        # A loopback name, which the default [server] allowed_hosts admits.
+        raw_headers.insert(0, (b"host", b"localhost"))
     return {
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
         "scheme": "ws",
-        "server": ("testserver", 80),
+        "server": ("127.0.0.1", 80),
         "client": ("127.0.0.1", next(_client_ports)),
         "path": path,
         "raw_path": path.encode(),

@@ -2,10 +2,16 @@
 
 Handlers are ordinary functions named in routes.toml; nothing here registers itself. A client
 picks its name with ``?name=...`` when it connects; the presence plugin shows it to the rooms.
+
+What it shows besides: everything another client sees about a sender (its id, its name) comes
+from what the server knows, never from the frame, so nobody can post as somebody else; the
+admin route needs a token that only the environment sets, compared in constant time; and
+``/admins`` is a separate broadcast domain that ``/ws`` clients cannot reach.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 
 import msgspec
@@ -21,7 +27,6 @@ class ChatMessage(msgspec.Struct):
 
     room: str
     text: str
-    name: str = "anonymous"
 
 
 def _name(client: Client) -> str:
@@ -33,10 +38,12 @@ def on_connect(client: Client) -> None:
     presence finds it; the client's frames are read only after this returns."""
     name = " ".join(client.query.get("name", "").split())[:MAX_NAME]
     client.state["name"] = name or "anonymous"
+    _chatters.add(client.client_id)
     client.emit("welcome", {"client_id": client.client_id, "hint": "join a room with joinRoom"})
 
 
 def on_disconnect(client: Client) -> None:
+    _chatters.discard(client.client_id)
     client.broadcast("user-left", {"client_id": client.client_id})
 
 
@@ -49,7 +56,8 @@ def on_message(client: Client, payload: object) -> dict[str, bool]:
 def on_chat(client: Client, message: ChatMessage) -> dict[str, bool]:
     if message.room not in client.rooms:
         raise Deny(f"join {message.room!r} before writing to it")
-    frame = {"from": client.client_id, "name": message.name, "room": message.room}
+    # The name is the one kept at connect: a "name" in the frame is ignored.
+    frame = {"from": client.client_id, "name": _name(client), "room": message.room}
     client.to_room("chat", message.room, {**frame, "text": message.text})
     return {"delivered": True}
 
@@ -79,21 +87,36 @@ class DirectMessage(msgspec.Struct):
     text: str
 
 
+#: The chat's own clients (of /ws), so that a direct message cannot reach an admin. This node's
+#: only: the demo runs on one node (a scaled-out app would keep this in its shared store).
+_chatters: set[str] = set()
+
+
 def on_direct(client: Client, message: DirectMessage) -> dict[str, bool]:
+    if message.to not in _chatters:
+        return {"sent": False}
     frame = {"from": client.client_id, "name": _name(client), "text": message.text}
     return {"sent": client.to(message.to, "direct", frame)}
 
 
 def require_admin_token(client: Client) -> None:
-    """Middleware for /admins: the token comes from the query string or a Bearer header."""
-    expected = os.environ.get("VWS_DEMO_ADMIN_TOKEN", "letmein")
+    """Middleware for /admins: the token comes from the query string or a Bearer header.
+
+    There is no default token: without ``VWS_DEMO_ADMIN_TOKEN`` in the environment the route
+    refuses everyone. ``hmac.compare_digest`` takes as long for a wrong first character as for
+    a wrong last one, so the time of a refusal tells nothing about the token.
+    """
+    expected = os.environ.get("VWS_DEMO_ADMIN_TOKEN", "")
+    if not expected:
+        raise Deny("the admin route is off: set VWS_DEMO_ADMIN_TOKEN to turn it on")
     token = client.query.get("token") or client.headers.get("authorization", "").removeprefix(
         "Bearer "
     )
-    if token != expected:
+    if not hmac.compare_digest(token.encode(), expected.encode()):
         raise Deny("a valid admin token is required")
     client.state["role"] = "admin"
 
 
 def on_admin_message(client: Client, payload: object) -> None:
+    """Tell the other admins: /admins is its own broadcast domain (routes.toml)."""
     client.broadcast("admin-message", {"from": client.client_id, "payload": payload})

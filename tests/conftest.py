@@ -18,6 +18,8 @@ import pytest
 APPS = Path(__file__).parent / "apps"
 REPO = Path(__file__).parent.parent
 STARTUP_TIMEOUT = 30.0
+#: The demo's admin route is off without a token in the environment; the tests give it this.
+DEMO_ADMIN_TOKEN = "test-admin-token-4f1c"
 
 
 @pytest.fixture

@@ -84,6 +84,8 @@ def test_routes_prints_the_table():
         line.split()
         == [
             "/admins",
+            "(broadcast:",
+            "route)",
             "admin-message",
             "plugins.chat:on_admin_message",
             "-",

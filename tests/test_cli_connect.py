@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, RunningServer, ServerFactory
+from conftest import DEMO_ADMIN_TOKEN, REPO, RunningServer, ServerFactory
 
 from vws.cli.connect import BadLine, Command, Send, parse_line, pretty, show
 
@@ -30,7 +30,7 @@ echo = "e2e_handlers:echo"
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[RunningServer]:
-    server = RunningServer(REPO / "routes.toml")
+    server = RunningServer(REPO / "routes.toml", {"VWS_DEMO_ADMIN_TOKEN": DEMO_ADMIN_TOKEN})
     yield server
     server.stop()
 
@@ -110,7 +110,7 @@ def test_headers_reach_the_middleware(demo: RunningServer):
     allowed = vws_connect(
         demo.url + "/admins",
         "-H",
-        "Authorization: Bearer letmein",
+        f"Authorization: Bearer {DEMO_ADMIN_TOKEN}",
         stdin=lines({"event": "admin-message", "payload": "hi", "id": 1}),
     )
     assert allowed.returncode == 0, allowed.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import websockets
-from conftest import REPO, RunningServer
+from conftest import DEMO_ADMIN_TOKEN, REPO, RunningServer
 from wsclient import Peer
 
 pytestmark = pytest.mark.anyio
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def demo():
-    server = RunningServer(REPO / "routes.toml")
+    server = RunningServer(REPO / "routes.toml", {"VWS_DEMO_ADMIN_TOKEN": DEMO_ADMIN_TOKEN})
     yield server
     server.stop()
 
@@ -90,17 +90,53 @@ async def test_the_page_and_the_client_are_served(demo: RunningServer):
 
 
 async def test_admins_need_the_token(demo: RunningServer):
-    async with websockets.connect(demo.url + "/admins") as ws:
+    async with websockets.connect(demo.url + "/admins?token=letmein") as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    token = DEMO_ADMIN_TOKEN
     async with (
-        await Peer.connect(demo.url + "/admins?token=letmein") as admin,
+        await Peer.connect(demo.url + f"/admins?token={token}") as admin,
+        await Peer.connect(
+            demo.url + "/admins", additional_headers={"Authorization": f"Bearer {token}"}
+        ) as other,
         await Peer.connect(demo.url + "/ws") as user,
     ):
         await user.recv()  # welcome
         await admin.send({"event": "admin-message", "payload": "maintenance at noon"})
-        assert await user.recv() == {
+        assert await other.recv() == {
             "event": "admin-message",
             "payload": {"from": admin.id, "payload": "maintenance at noon"},
         }
+        # /admins is its own broadcast domain: /ws hears nothing of it, and cannot reach it.
+        assert await user.call("message", "to everyone") == {"ok": True}
+        assert user.before == []  # the admin's broadcast, already delivered, did not come here
+        assert await user.call("direct", {"to": admin.id, "text": "hi admin"}) == {"sent": False}
+        await admin.send({"event": "admin-message", "payload": "second"})
+        # Had the user's broadcast or direct reached /admins, it would have come first.
+        assert (await other.recv())["payload"]["payload"] == "second"
+
+
+async def test_the_admin_route_is_off_without_a_token():
+    server = RunningServer(REPO / "routes.toml", {"VWS_DEMO_ADMIN_TOKEN": ""})
+    try:
+        async with websockets.connect(server.url + "/admins?token=") as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4401
+        assert "VWS_DEMO_ADMIN_TOKEN" in closed.value.rcvd.reason
+    finally:
+        server.stop()
+
+
+async def test_a_chat_message_carries_the_name_given_at_connect(demo: RunningServer):
+    url = demo.url + "/ws"
+    async with await Peer.connect(url + "?name=Ann") as ann, await Peer.connect(url) as bob:
+        for peer in (ann, bob):
+            await peer.recv()  # welcome
+            await peer.call("joinRoom", room="masks")
+        await ann.call("chat", {"room": "masks", "text": "it is me", "name": "Mallory"})
+        while (frame := await bob.recv())["event"] != "chat":
+            pass
+        assert frame["payload"]["name"] == "Ann"

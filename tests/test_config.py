@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from textwrap import dedent
 
+import msgspec
 import pytest
 
 from vws.config import (
@@ -18,6 +19,7 @@ from vws.config import (
     parse_config,
 )
 from vws.errors import ConfigError, ConfigIssue
+from vws.routing import compile_table
 
 SOURCE = "conf/routes.toml"
 
@@ -521,3 +523,46 @@ def test_a_bad_short_form_reference_is_located_at_its_own_key() -> None:
     assert str(issue) == (
         f'{SOURCE}:2: routes."/ws".events.m: expected a reference "package.module:attribute"'
     )
+
+
+@pytest.mark.parametrize(
+    ("server", "hosts"),
+    [
+        ({}, ("localhost", "127.0.0.1", "::1")),
+        ({"host": "localhost"}, ("localhost", "127.0.0.1", "::1")),
+        ({"host": "127.0.0.2"}, ("localhost", "127.0.0.1", "::1")),
+        ({"host": "::1"}, ("localhost", "127.0.0.1", "::1")),
+        ({"host": "0.0.0.0"}, ("*",)),
+        ({"host": "10.1.2.3"}, ("*",)),
+        ({"host": "0.0.0.0", "allowed_hosts": ["chat.example"]}, ("chat.example",)),
+    ],
+)
+def test_allowed_hosts_default_to_what_host_implies(server, hosts) -> None:
+    assert msgspec.convert(server, ServerConfig).hosts() == hosts
+
+
+def test_handler_timeouts_come_from_the_event_then_the_route_then_the_server(tmp_path) -> None:
+    text = """
+[server]
+handler_timeout = 7.0
+
+[routes."/a"]
+handler_timeout = 3.0
+[routes."/a".events]
+plain = "operator:add"
+own = { handler = "operator:add", timeout = 0.5 }
+
+[routes."/b".events]
+plain = "operator:add"
+"""
+    table = compile_table(parse_config(text, "routes.toml", environ={}))
+    a, b = table.routes["/a"], table.routes["/b"]
+    assert (a.events["plain"].timeout, a.events["own"].timeout, a.timeout) == (3.0, 0.5, 3.0)
+    assert (b.events["plain"].timeout, b.timeout) == (7.0, 7.0)
+
+
+@pytest.mark.parametrize("bad", ["handler_timeout = 0", "handler_timeout = -1"])
+def test_a_handler_timeout_must_be_positive(bad) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(f"[server]\n{bad}\n", "routes.toml", environ={})
+    assert error.value.issues[0].key == "server.handler_timeout"

@@ -14,13 +14,14 @@ from typing import Any
 
 import msgspec
 
-from vws.protocol import JOIN_EVENTS, LEAVE_EVENTS, MAX_EVENT_LENGTH, MAX_ROOM_LENGTH
+from vws.protocol import (
+    ERROR_CODES,
+    JOIN_EVENTS,
+    LEAVE_EVENTS,
+    MAX_EVENT_LENGTH,
+    MAX_ROOM_LENGTH,
+)
 from vws.routing import DispatchTable
-
-ERROR_CODES = (
-    "bad_json", "bad_frame", "unknown_event", "reserved_event", "invalid_payload", "bad_room",
-    "too_many_rooms", "join_denied", "denied", "rate_limited", "handler_error",
-)  # fmt: skip
 
 _ID = re.compile(r"[^A-Za-z0-9._-]+")
 _FRAME_ID = {"type": ["integer", "string"], "description": "asks for an ack; echoed in replies"}
@@ -51,7 +52,7 @@ def _server_messages() -> dict[str, dict[str, Any]]:
         "type": "object",
         "required": ["code", "message"],
         "properties": {
-            "code": {"type": "string", "enum": list(ERROR_CODES)},
+            "code": {"type": "string", "enum": sorted(ERROR_CODES)},
             "message": {"type": "string"},
         },
     }

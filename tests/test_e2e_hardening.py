@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from conftest import RunningServer, ServerFactory
+from conftest import APPS, RunningServer, ServerFactory
 from wsclient import Peer
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +39,9 @@ slow = { handler = "hardening:hang", timeout = 0.5 }
 
 [routes."/refused"]
 middleware = ["hardening:refuse_long"]
+
+[routes."/exits"]
+middleware = ["hardening:exits_at_connect"]
 """
 DEEP = "[" * 1000 + "]" * 1000
 DEEP_FRAME = '{"event": "echo", "id": 1, "payload": ' + DEEP + "}"
@@ -119,6 +124,32 @@ async def test_a_failing_handler_is_answered_handler_error(app: RunningServer, e
         assert reply["payload"]["code"] == "handler_error"
         await peer.nothing_pending()
     assert app.process.poll() is None
+
+
+async def test_middleware_calling_sys_exit_refuses_with_1011(app: RunningServer):
+    async with websockets.connect(app.url + "/exits") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    async with await Peer.connect(app.url + "/ws") as peer:
+        await peer.nothing_pending()
+
+
+def test_a_module_calling_sys_exit_at_import_is_a_located_error(tmp_path: Path):
+    (tmp_path / "routes.toml").write_text(
+        '[routes."/ws".events]\necho = "hardening_exits_at_import:handler"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "vws.cli", "check"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(APPS)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith('routes.toml:2: routes."/ws".events.echo: ')
+    assert "SystemExit: missing env var" in result.stderr
 
 
 # --- handlers that never return ---------------------------------------------------------------

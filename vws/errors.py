@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: What user code (a handler, middleware, a hook, a module being imported) may raise that vws
+#: answers, logs or refuses rather than dies of. ``SystemExit`` (``sys.exit("missing env
+#: var")``) and ``KeyboardInterrupt`` are not ``Exception``s, and letting them through would
+#: take the connection, or the whole server, down with them.
+USER_CODE_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
+
 
 class Deny(Exception):
     """Refuse what is being attempted, with a reason the client is told.

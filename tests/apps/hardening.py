@@ -58,3 +58,7 @@ async def close_long(client: Client, payload: Any) -> None:
 
 def refuse_long(client: Client) -> None:
     raise Deny("é" * 100, code=4403)
+
+
+def exits_at_connect(client: Client) -> None:
+    sys.exit("missing env var")

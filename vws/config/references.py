@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vws.errors import UnresolvedReference
+from vws.errors import USER_CODE_FAILURES, UnresolvedReference
 
 
 def importable(folder: Path) -> None:
@@ -45,7 +45,7 @@ def resolve(reference: str) -> Any:
             if module_name == missing or module_name.startswith(missing + "."):
                 continue
             raise _import_failed(module_name, exc) from None
-        except Exception as exc:
+        except USER_CODE_FAILURES as exc:
             raise _import_failed(module_name, exc) from None
         if cut == len(parts):
             return module
@@ -61,11 +61,11 @@ def _import(module_name: str) -> Any:
         if module_name == missing or module_name.startswith(missing + "."):
             raise UnresolvedReference(f"cannot import module {module_name!r}: {exc}") from None
         raise _import_failed(module_name, exc) from None
-    except Exception as exc:
+    except USER_CODE_FAILURES as exc:
         raise _import_failed(module_name, exc) from None
 
 
-def _import_failed(module_name: str, exc: Exception) -> UnresolvedReference:
+def _import_failed(module_name: str, exc: BaseException) -> UnresolvedReference:
     """The module exists but its import raised: name the exception, never a traceback."""
     return UnresolvedReference(
         f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"

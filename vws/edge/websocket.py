@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from vws import logs
 from vws.edge.hosts import header, host_allowed
 from vws.edge.origin import origin_allowed
-from vws.errors import Deny
+from vws.errors import USER_CODE_FAILURES, Deny
 from vws.protocol import CLOSE_INTERNAL, CLOSE_NO_ROUTE, close_reason
 from vws.runtime.client import Client
 from vws.runtime.connection import Connection, Receive, Scope, Send, call
@@ -69,7 +69,7 @@ async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> N
     except Deny as deny:
         await _refuse(server, client, send, deny.code, deny.reason)
         return
-    except Exception:
+    except USER_CODE_FAILURES:
         logger.exception("middleware or a vws_connect hook raised on %s; refusing", path)
         await _refuse(server, client, send, CLOSE_INTERNAL, "internal error")
         return

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from vws.errors import Deny, PluginError
+from vws.errors import USER_CODE_FAILURES, Deny, PluginError
 from vws.hooks.specs import HOOK_NAMES
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class Hooks:
                     await result
             except Deny:
                 raise
-            except Exception as exc:
+            except USER_CODE_FAILURES as exc:
                 raise PluginError(impl.plugin_name, name, exc) from exc
 
     async def observe(self, name: str, **kwargs: Any) -> None:
@@ -132,5 +132,5 @@ class Hooks:
                 result = impl(kwargs)
                 if impl.is_async or inspect.isawaitable(result):
                     await result
-            except Exception:
+            except USER_CODE_FAILURES:
                 logger.exception("plugin %r raised in %s", impl.plugin_name, name)

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from vws import logs
-from vws.errors import Deny, ProtocolError
+from vws.errors import USER_CODE_FAILURES, Deny, ProtocolError
 from vws.protocol import (
     CLIENT_RESERVED,
     CLOSE_SLOW,
@@ -57,9 +57,6 @@ Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 #: Frames read ahead while a handler is busy; past this the socket's own buffers hold the rest.
 READ_AHEAD = 64
-#: What a handler may raise and still be answered ``handler_error``: ``SystemExit`` (a
-#: ``sys.exit()`` in a handler) and ``KeyboardInterrupt`` must not take the connection down.
-HANDLER_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 
 async def call(callback: Callback, *args: Any) -> Any:
@@ -246,7 +243,7 @@ class Connection:
                 self._failed(event, frame_id)  # the handler raised CancelledError itself
             else:
                 raise  # the client left, or the server is stopping
-        except HANDLER_FAILURES:
+        except USER_CODE_FAILURES:
             self._failed(event, frame_id)
         else:
             if frame_id is not None:
@@ -361,7 +358,7 @@ class Connection:
             )
         except Deny:
             raise
-        except Exception:
+        except USER_CODE_FAILURES:
             logger.exception("a vws_message hook raised; the frame is refused")
             raise Deny("refused by a plugin") from None
 
@@ -392,7 +389,7 @@ class Connection:
     async def _observe(self, callback: Callback, name: str) -> None:
         try:
             await call(callback, self.client)
-        except HANDLER_FAILURES:
+        except USER_CODE_FAILURES:
             logger.exception("%s handler %s raised", name, callback.reference)
 
     def _on_slow(self) -> None:

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from vws.backplane import Envelope, Target
+from vws.errors import USER_CODE_FAILURES
 from vws.hooks import Hooks
 from vws.protocol import encode_frame
 from vws.runtime.hub import Hub
@@ -89,7 +90,7 @@ class Fanout:
         for impl in self.hooks.emit:
             try:
                 result = impl({"message": message})
-            except Exception:
+            except USER_CODE_FAILURES:
                 logger.exception(
                     "plugin %r raised in vws_emit; the frame is dropped", impl.plugin_name
                 )
@@ -109,7 +110,7 @@ class Fanout:
                 result = impl({"message": message})
                 if impl.is_async:
                     result = await result
-            except Exception:
+            except USER_CODE_FAILURES:
                 logger.exception(
                     "plugin %r raised in vws_emit; the frame is dropped", impl.plugin_name
                 )

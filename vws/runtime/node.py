@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from vws import backplane as backplanes
-from vws.errors import Deny, ProtocolError
+from vws.errors import USER_CODE_FAILURES, Deny, ProtocolError
 from vws.hooks import Hooks
 from vws.routing import DispatchTable
 from vws.runtime.fanout import Fanout
@@ -111,7 +111,7 @@ class Server:
             await self.hooks.call("vws_join_room", client=client, room=room)
         except Deny as deny:
             raise await self._join_refused(client, room, "join_denied", deny.reason) from None
-        except Exception:
+        except USER_CODE_FAILURES:
             logger.exception("a vws_join_room hook raised; the join is refused")
             message = "the join was refused"
             raise await self._join_refused(client, room, "join_denied", message) from None

@@ -18,7 +18,7 @@ def http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient
     monkeypatch.syspath_prepend(str(APPS))
     config = tmp_path / "routes.toml"
     config.write_text(DEMO_APP)
-    with TestClient(create_app(load_server(config)), base_url="http://localhost") as client:
+    with TestClient(create_app(load_server(config)), base_url="http://127.0.0.1") as client:
         yield client
 
 

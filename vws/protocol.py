@@ -28,6 +28,7 @@ MAX_ROOM_LENGTH = 200
 
 JOIN_EVENTS = frozenset({"joinRoom", "join-room"})
 LEAVE_EVENTS = frozenset({"leftRoom", "left-room"})
+ROOM_EVENTS = JOIN_EVENTS | LEAVE_EVENTS
 #: Names a client may not send: server-only frames and lifecycle hooks.
 CLIENT_RESERVED = (PROTOCOL_EVENTS | LIFECYCLE_EVENTS) - JOIN_EVENTS - LEAVE_EVENTS
 

@@ -16,8 +16,9 @@ from vws.edge.hosts import header, host_allowed
 from vws.edge.origin import origin_allowed
 from vws.errors import USER_CODE_FAILURES, Deny
 from vws.protocol import CLOSE_INTERNAL, CLOSE_NO_ROUTE, close_reason
+from vws.runtime.asgi import AsgiSocket
 from vws.runtime.client import Client
-from vws.runtime.connection import Connection, Receive, Scope, Send, call
+from vws.runtime.connection import Connection, Receive, Scope, Send, Socket, call
 from vws.runtime.node import Server
 
 logger = logging.getLogger("vws.edge.websocket")
@@ -35,15 +36,19 @@ def request_path(scope: Scope) -> str:
 async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one WebSocket from handshake to close (the ASGI app for ``websocket`` scopes)."""
     message = await receive()
-    if message["type"] != "websocket.connect":
-        return
+    if message["type"] == "websocket.connect":
+        await handshake(server, scope, AsgiSocket(receive, send))
+
+
+async def handshake(server: Server, scope: Scope, socket: Socket) -> None:
+    """Check, accept and serve one WebSocket, whichever socket carries it."""
     table = server.table
     settings = table.config.server
     host, hosts = header(scope, b"host"), settings.hosts()
     if not host_allowed(host, hosts):
         logs.event(logger, "refused", host=host, status=403, setting="allowed_hosts")
         server.stats.refusal(403)
-        await send({"type": "websocket.close", "code": 1008})
+        await socket.refuse(403)
         return
     origin = header(scope, b"origin")
     if not origin_allowed(origin, host, settings.allowed_origins, hosts):
@@ -51,15 +56,15 @@ async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> N
             logger, "refused", logging.WARNING, origin=origin, status=403, setting="allowed_origins"
         )
         server.stats.refusal(403)
-        await send({"type": "websocket.close", "code": 1008})
+        await socket.refuse(403)
         return
     path = request_path(scope)
     route = table.routes.get(path)
     if route is None:
         logs.event(logger, "refused", path=path, code=CLOSE_NO_ROUTE, reason="no such route")
         server.stats.refusal(CLOSE_NO_ROUTE)
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": CLOSE_NO_ROUTE, "reason": "no such route"})
+        await socket.accept()
+        await socket.close(CLOSE_NO_ROUTE, "no such route")
         return
     client = Client(server, path, scope)
     try:
@@ -67,21 +72,21 @@ async def serve(server: Server, scope: Scope, receive: Receive, send: Send) -> N
             await call(middleware, client)
         await server.hooks.call("vws_connect", client=client)
     except Deny as deny:
-        await _refuse(server, client, send, deny.code, deny.reason)
+        await _refuse(server, client, socket, deny.code, deny.reason)
         return
     except USER_CODE_FAILURES:
         logger.exception("middleware or a vws_connect hook raised on %s; refusing", path)
-        await _refuse(server, client, send, CLOSE_INTERNAL, "internal error")
+        await _refuse(server, client, socket, CLOSE_INTERNAL, "internal error")
         return
-    await send({"type": "websocket.accept"})
-    await Connection(server, client, receive, send).run(route.on_connect)
+    await socket.accept()
+    await Connection(server, client, socket).run(route.on_connect)
 
 
-async def _refuse(server: Server, client: Client, send: Send, code: int, reason: str) -> None:
+async def _refuse(server: Server, client: Client, socket: Socket, code: int, reason: str) -> None:
     logs.event(logger, "refused", path=client.path, code=code, reason=reason)
     server.stats.refusal(code)
     await server.hooks.observe(
         "vws_refused", client=client, action="connect", target=client.path, code=code, reason=reason
     )
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": code, "reason": close_reason(reason)})
+    await socket.accept()
+    await socket.close(code, close_reason(reason))

@@ -91,6 +91,8 @@ class Hooks:
         self.emit_is_async = any(impl.is_async for impl in self.emit)
         #: Whether anybody implements vws_message (checked per inbound frame).
         self.message = bool(self.impls["vws_message"])
+        #: Whether a vws_refused implementation may suspend (a refused frame then needs a task).
+        self.async_refused = any(impl.is_async for impl in self.impls["vws_refused"])
 
     def only(self, names: Iterable[str]) -> Hooks:
         """The same hooks, keeping only the plugins named (with the settings bound here)."""

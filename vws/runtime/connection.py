@@ -3,14 +3,16 @@
 The handshake (Origin, route lookup, middleware, ``vws_connect``) happens in
 :mod:`vws.edge.websocket`, which hands an accepted client here. From then on the order is fixed:
 the client is registered, told its id, the ``connect`` handler runs, and every frame is decoded,
-checked, dispatched and acknowledged in turn. The socket is reached only through the ``receive``
-and ``send`` callables, in ASGI's message shapes.
+checked, dispatched and acknowledged in turn. The socket is reached only through a
+:class:`Socket`: vws's own WebSocket protocol under ``vws run`` (:mod:`vws.edge.transport`),
+which pushes each message in as it is parsed, or ASGI's ``receive``/``send``
+(:mod:`vws.runtime.asgi`), for ``vws.testing`` and for apps that mount vws.
 
-Handlers run in the reader task, one frame at a time, which is what keeps a client's frames in
-order. While an async handler (or a join's hooks) is suspended, the connection is *busy*: the
-node's watchdog (:meth:`vws.runtime.node.Server.watch`) cancels it past its timeout, answering
-``handler_timeout``, and meanwhile reads ahead on the socket, so that a client who leaves is
-seen at once: its handler is cancelled and it is unregistered, instead of lingering in its
+A client's frames are handled one at a time, which is what keeps them in order. While an async
+handler (or a join's hooks) is suspended, the connection is *busy*: the node's watchdog
+(:meth:`vws.runtime.node.Server.watch`) cancels it past its timeout, answering
+``handler_timeout``, and the socket watches for the client leaving, so that a client who leaves
+is seen at once: its handler is cancelled and it is unregistered, instead of lingering in its
 rooms until the handler returns.
 """
 
@@ -19,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -31,9 +32,10 @@ from vws.errors import USER_CODE_FAILURES, Deny, ProtocolError
 from vws.protocol import (
     CLIENT_RESERVED,
     CLOSE_SLOW,
-    CLOSE_TOO_BIG,
     JOIN_EVENTS,
     LEAVE_EVENTS,
+    ROOM_EVENTS,
+    InboundFrame,
     check_room,
     close_reason,
     decode_frame,
@@ -55,8 +57,30 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
-#: Frames read ahead while a handler is busy; past this the socket's own buffers hold the rest.
-READ_AHEAD = 64
+class Socket(Protocol):
+    """What a connection needs of the WebSocket under it."""
+
+    async def accept(self) -> None:
+        """Complete the handshake (HTTP 101)."""
+
+    async def refuse(self, status: int) -> None:
+        """Refuse the handshake with an HTTP status; the WebSocket never opens."""
+
+    def send_text(self, text: str) -> Coroutine[Any, Any, None]:
+        """Write one text frame: a coroutine that returns without suspending while the socket
+        takes data, so that the outbox can step it by hand (see :mod:`vws.runtime.outbox`)."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send the close frame (the caller bounds the wait with ``close_timeout``)."""
+
+    async def serve(self, connection: Connection) -> None:
+        """Hand every message to ``connection`` (:meth:`Connection.handle` or, for the native
+        socket, :meth:`~Connection.decode` and :meth:`~Connection.dispatch`) until the client
+        is gone or the connection stops; set ``connection.close_code``."""
+
+    def watch(self, connection: Connection) -> None:
+        """The connection is busy in a handler: make sure its client leaving is noticed."""
 
 
 async def call(callback: Callback, *args: Any) -> Any:
@@ -75,11 +99,10 @@ def _cancelling() -> bool:
 class Connection:
     """An accepted, registered client and the two tasks that move its frames."""
 
-    def __init__(self, server: Server, client: Client, receive: Receive, send: Send) -> None:
+    def __init__(self, server: Server, client: Client, socket: Socket) -> None:
         self.server = server
         self.client = client
-        self.receive = receive
-        self.send = send
+        self.socket = socket
         settings = server.table.config.server
         self.close_timeout = settings.close_timeout
         self.outbox = Outbox(
@@ -102,17 +125,14 @@ class Connection:
         self.deadline = 0.0
         #: The seconds that deadline allowed, for the client's error message.
         self.timeout = 0.0
-        #: Set by the watchdog just before it cancels the reader: "timeout" or "departed".
+        #: Set just before the reader is cancelled: "timeout" (the watchdog) or "departed".
         self._interrupt: str | None = None
-        #: Messages read ahead while busy, and the receive in flight for them.
-        self._ahead: deque[dict[str, Any]] = deque()
-        self._peek: asyncio.Task[dict[str, Any]] | None = None
 
     def _send_text(self, text: str) -> Coroutine[Any, Any, None]:
-        """The ASGI send of one text frame, returned rather than awaited here: the outbox
+        """The socket's send of one text frame, returned rather than awaited here: the outbox
         steps it directly, one coroutine layer fewer per frame (see :mod:`vws.runtime.outbox`)."""
         self.server.stats.written += 1
-        return self.send({"type": "websocket.send", "text": text})
+        return self.socket.send_text(text)
 
     async def run(self, on_connect: Callback | None) -> None:
         server, client = self.server, self.client
@@ -138,7 +158,7 @@ class Connection:
                     logger.warning("connect handler %s timed out", on_connect.reference)
                 finally:
                     self._idle()
-            await self._read()
+            await self.socket.serve(self)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -154,48 +174,52 @@ class Connection:
         except Exception:  # the socket is gone; the reader hears of it from the server
             self.outbox.close()
 
-    async def _read(self) -> None:
-        receive = self.receive
-        client = self.client
-        ahead = self._ahead
-        while True:
-            if ahead:
-                message = ahead.popleft()
-            elif self._peek is not None:
-                await asyncio.wait((self._peek,))  # its callback files what it read in ahead
-                continue
-            else:
-                message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                text = message.get("text")
-                if text is None:
-                    self._error(
-                        "bad_frame", "binary frames are not supported: send JSON text", None
-                    )
-                    continue
-                limit = self.server.table.config.server.max_message_bytes
-                if len(text) > limit // 4 and len(text.encode()) > limit:
-                    await self.close(CLOSE_TOO_BIG, "message too big")
-                    continue
-                await self.handle(text)
-                if client.closing and self._stopping:
-                    return
-            elif kind == "websocket.disconnect":
-                self.close_code = message.get("code", 1005)
-                return
+    def too_big(self, text: str) -> bool:
+        """Whether a message is over ``max_message_bytes`` (the socket closes with 1009)."""
+        limit = self.server.table.config.server.max_message_bytes
+        return len(text) > limit // 4 and len(text.encode()) > limit
+
+    def binary(self) -> None:
+        """A binary message arrived: vws speaks JSON text only."""
+        self._error("bad_frame", "binary frames are not supported: send JSON text", None)
+
+    @property
+    def stopping(self) -> bool:
+        """The close frame could not be sent: stop reading, the socket is being dropped."""
+        return self.client.closing and self._stopping
 
     async def handle(self, text: str) -> None:
         """Handle one text frame: decode, refuse or dispatch, then acknowledge or report."""
-        server, client = self.server, self.client
+        frame = self.decode(text)
+        if frame is not None:
+            await self.dispatch(frame)
+
+    def decode(self, text: str) -> InboundFrame | None:
+        """The frame in ``text``; None when it was answered with an error already."""
         try:
             frame = decode_frame(text)
         except ProtocolError as error:
-            server.stats.message(client.path, UNKNOWN)
+            self.server.stats.message(self.client.path, UNKNOWN)
             self._error(error.code, error.message, error.frame_id)
-            return
+            return None
+        self.server.stats.message(self.client.path, frame.event)
+        return frame
+
+    def immediate(self, frame: InboundFrame) -> bool:
+        """Whether handling ``frame`` cannot suspend: a plain ``def`` handler, no join or
+        leave, no ``vws_message`` or async ``vws_refused`` hooks. The native socket then runs
+        :meth:`dispatch` inside the callback that parsed the frame, with no task at all."""
+        hooks = self.server.hooks
+        if hooks.message or hooks.async_refused or frame.event in ROOM_EVENTS:
+            return False
+        route = self.server.table.routes.get(self.client.path)
+        target = route.events.get(frame.event) if route is not None else None
+        return target is None or not target.handler.is_async
+
+    async def dispatch(self, frame: InboundFrame) -> None:
+        """Refuse or run one decoded frame, then acknowledge or report."""
+        server, client = self.server, self.client
         event, frame_id = frame.event, frame.id
-        server.stats.message(client.path, event)
         try:
             if event in CLIENT_RESERVED:
                 raise ProtocolError("reserved_event", f"{event!r} is reserved and cannot be sent")
@@ -322,33 +346,14 @@ class Connection:
             self._interrupt = "timeout"
             self.reader.cancel()
         else:
-            self._read_ahead()
+            self.socket.watch(self)
 
-    def _read_ahead(self) -> None:
-        if self._peek is None and len(self._ahead) < READ_AHEAD and not self.client.closing:
-            self._peek = asyncio.get_running_loop().create_task(self._receive())
-            self._peek.add_done_callback(self._peeked)
-
-    async def _receive(self) -> dict[str, Any]:
-        return await self.receive()
-
-    def _peeked(self, task: asyncio.Task[dict[str, Any]]) -> None:
-        self._peek = None
-        if task.cancelled():
-            return
-        error = task.exception()
-        message: dict[str, Any] = (
-            {"type": "websocket.disconnect", "code": 1006} if error else task.result()
-        )
-        self._ahead.append(message)
-        if message["type"] != "websocket.disconnect":
-            if self.deadline:
-                self._read_ahead()  # keep watching while the handler is busy
-        elif self.deadline and self.reader is not None and self._interrupt is None:
-            # The client is gone: stop its handler now rather than when it returns.
+    def departed(self, code: int) -> None:
+        """The socket saw the client leave while a handler runs: stop the handler now."""
+        self.close_code = code
+        if self.deadline and self.reader is not None and self._interrupt is None:
             self._interrupt = "departed"
             self._stopping = True
-            self.close_code = message.get("code", 1005)
             self.reader.cancel()
 
     async def _message_hooks(self, event: str, payload: Any) -> None:
@@ -365,8 +370,8 @@ class Connection:
     def _target(self, event: str, payload: Any) -> tuple[EventRoute, Any]:
         """The handler of ``event`` on this client's route, and the payload it is given.
 
-        A plain function rather than a coroutine: :meth:`handle` calls the handler itself, so
-        a frame costs no coroutine beyond ``handle``'s own (and the handler's, if async).
+        A plain function rather than a coroutine: :meth:`dispatch` calls the handler itself, so
+        a frame costs no coroutine beyond ``dispatch``'s own (and the handler's, if async).
 
         Raises:
             ProtocolError: ``unknown_event``, or ``invalid_payload`` when the schema refuses it.
@@ -424,8 +429,9 @@ class Connection:
     async def _close_socket(self, code: int, reason: str) -> None:
         self.close_code = code
         try:
-            frame = {"type": "websocket.close", "code": code, "reason": close_reason(reason)}
-            await asyncio.wait_for(self.send(frame), self.close_timeout)
+            await asyncio.wait_for(
+                self.socket.close(code, close_reason(reason)), self.close_timeout
+            )
         except (TimeoutError, Exception):
             # The close frame could not be written: stop reading; the server drops the socket.
             self._stopping = True
@@ -448,8 +454,6 @@ class Connection:
         client, server = self.client, self.server
         client.closing = True
         self._idle()
-        if self._peek is not None:
-            self._peek.cancel()
         self.outbox.close()
         if self.writer is not None and not self.writer.done():
             self.writer.cancel()

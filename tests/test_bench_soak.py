@@ -17,7 +17,7 @@ REPO = Path(__file__).parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # bench/ is the repository's own tool, never installed
 
-from bench.soak import MIN_SAMPLES, Tolerance, growth  # noqa: E402
+from bench.soak import MIN_SAMPLES, Tolerance, growth, judged_rows  # noqa: E402
 
 #: Every sample must carry these, measured (not None).
 METRICS = (
@@ -108,3 +108,27 @@ def test_the_warm_up_third_is_not_judged() -> None:
 def test_too_few_samples_are_refused() -> None:
     with pytest.raises(ValueError, match="at least"):
         growth([1.0] * (MIN_SAMPLES - 1), RSS)
+
+
+def test_latency_is_judged_on_windows_without_a_full_collection_and_the_pause_on_those_with() -> (
+    None
+):
+    rows = [
+        {
+            "t_s": 10.0 * i,
+            "gc_full": i % 2,
+            "delivery_p99_ms": 500.0 if i % 2 else 15.0,
+            "gc_full_max_ms": 600.0 if i % 2 else 0.0,
+            "rss_mib": 180.0,
+        }
+        for i in range(20)
+    ]
+    clean, which = judged_rows(rows, "delivery_p99_ms")
+    assert which == "without a full collection"
+    assert {row["delivery_p99_ms"] for row in clean} == {15.0}
+    pauses, _ = judged_rows(rows, "gc_full_max_ms")
+    assert {row["gc_full_max_ms"] for row in pauses} == {600.0}
+    assert judged_rows(rows, "rss_mib") == (rows, "all")
+    few = rows[:8]  # four clean windows: too few, so every window is judged
+    assert judged_rows(few, "delivery_p99_ms") == (few, "all")
+    assert judged_rows(few, "gc_full_max_ms")[0] == []  # four pauses: not judged at all

@@ -86,3 +86,9 @@ class ConfigError(Exception):
     def __init__(self, issues: list[ConfigIssue]) -> None:
         super().__init__("\n".join(str(issue) for issue in issues))
         self.issues = issues
+
+
+class FanoutLimit(Exception):
+    """A handler call sent more frames than ``[server] max_fanout`` allows (counting every
+    receiver): the send that went past it is not delivered, and the frame is answered
+    ``handler_error``. It guards against one small frame turning into millions."""

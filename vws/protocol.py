@@ -42,6 +42,7 @@ ERROR_CODES = frozenset(
         "invalid_payload",
         "bad_room",
         "too_many_rooms",
+        "room_full",
         "join_denied",
         "denied",
         "rate_limited",

@@ -18,6 +18,7 @@ import msgspec
 import msgspec.inspect
 
 from vws.config import Config, KeyPath
+from vws.config.model import per_second
 from vws.config.references import importable, resolve
 from vws.errors import ConfigError, ConfigIssue, UnresolvedReference
 
@@ -55,6 +56,9 @@ class Route:
     on_disconnect: Callback | None = None
     #: Seconds the connect handler and a join's hooks may run (the route's handler timeout).
     timeout: float = 30.0
+    #: Messages per second a client may send (0.0: no limit) and its bucket's depth.
+    rate: float = 100.0
+    burst: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,8 @@ def compile_table(config: Config) -> DispatchTable:
             on_connect=lifecycle["connect"],
             on_disconnect=lifecycle["disconnect"],
             timeout=timeout,
+            rate=per_second(route.rate or config.server.rate),
+            burst=route.burst or config.server.burst,
         )
     if issues:
         raise ConfigError(issues)

@@ -62,3 +62,13 @@ def refuse_long(client: Client) -> None:
 
 def exits_at_connect(client: Client) -> None:
     sys.exit("missing env var")
+
+
+async def join(client: Client, payload: Any) -> bool:
+    return await client.join(payload)
+
+
+def shout(client: Client, payload: Any) -> None:
+    """Send to the room named by the payload, ``times`` times."""
+    for _ in range(payload["times"]):
+        client.to_room("shout", payload["room"], None)

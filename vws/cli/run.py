@@ -24,6 +24,14 @@ UVICORN_SPEED: dict[str, Any] = {
 }
 
 
+def protocols() -> dict[str, Any]:
+    """vws's own HTTP and WebSocket protocol classes, which ``vws run`` serves with in place of
+    uvicorn's (vws.edge.transport); the bench's comparison targets keep uvicorn's."""
+    from vws.edge.transport import HttpProtocol, WebSocketProtocol
+
+    return {"http": HttpProtocol, "ws": WebSocketProtocol}
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = add_command(commands, "run", "serve routes.toml", run_command)
     run.add_argument("--host", help="address to listen on (overrides VWS_HOST and the file)")
@@ -95,7 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         ws_max_size=settings.max_message_bytes,
-        **UVICORN_SPEED,
+        **(UVICORN_SPEED | protocols()),
         ws_ping_interval=settings.ping_interval or None,
         ws_ping_timeout=settings.ping_timeout or None,
         lifespan="on",

@@ -26,6 +26,19 @@ from vws.errors import ConfigError, ConfigIssue
 from vws.protocol import MAX_EVENT_LENGTH, PROTOCOL_EVENTS
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
+#: A rate: ``"100/s"``, ``"600/m"``, ``"3600/h"``; ``"0"`` or ``"off"`` turns the limit off.
+Rate = Annotated[str, Meta(pattern=r"^(\d+(\.\d+)?/[smh]|0|off)$")]
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def per_second(rate: str) -> float:
+    """A :data:`Rate` as messages per second (0.0: no limit)."""
+    if rate in {"0", "off"}:
+        return 0.0
+    count, _, unit = rate.partition("/")
+    return float(count) / _PER[unit]
+
+
 Reference = Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][\w.]*(:[\w.]+)?$")]
 
 
@@ -55,6 +68,31 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     ping_timeout: Annotated[float, Meta(ge=0)] = 20.0
     #: How long a close frame may wait behind a socket that is not draining (seconds).
     close_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    #: Seconds from TCP accept to a completed upgrade (or an HTTP request's whole headers).
+    handshake_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    #: A request's line and headers, in bytes, and its number of headers (431 past either).
+    max_header_bytes: Annotated[int, Meta(ge=1024)] = 16384
+    max_headers: Annotated[int, Meta(ge=8)] = 100
+    #: Open TCP connections (503 past it); 0: the file-descriptor limit less a margin.
+    max_connections: Annotated[int, Meta(ge=0)] = 0
+    #: Open TCP connections from one client address (503 past it); 0: no limit.
+    max_connections_per_ip: Annotated[int, Meta(ge=0)] = 0
+    #: A header naming the client address, believed only from ``trusted_proxies``.
+    proxy_header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    #: Seconds without a frame from the client before it is closed (1001); 0: never.
+    idle_timeout: Annotated[float, Meta(ge=0)] = 0.0
+    #: Continuation frames in one message, and frames of any kind per second (1008 past).
+    max_fragments: Annotated[int, Meta(ge=1)] = 100
+    max_frame_rate: Annotated[int, Meta(ge=1)] = 2000
+    #: Messages per connection: a token bucket refilled at ``rate``, ``burst`` deep.
+    rate: Rate = "100/s"
+    burst: Annotated[int, Meta(ge=1)] = 200
+    #: Amplification guards: members of one room, rooms on the node, frames one handler
+    #: call may fan out.
+    max_room_members: Annotated[int, Meta(ge=1)] = 10000
+    max_rooms: Annotated[int, Meta(ge=1)] = 100000
+    max_fanout: Annotated[int, Meta(ge=1)] = 10000
     #: Broker backplanes (redis://, nats://): see vws.backplane.BackplaneOptions.
     channel_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "vws"
     publish_queue: Annotated[int, Meta(ge=1)] = 10000
@@ -140,6 +178,9 @@ class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     broadcast: Literal["server", "route"] = "server"
     #: Seconds this route's handlers may run; unset: ``[server] handler_timeout``.
     handler_timeout: Annotated[float, Meta(gt=0)] | None = None
+    #: This route's message rate limit; unset: ``[server] rate`` and ``burst``.
+    rate: Rate | None = None
+    burst: Annotated[int, Meta(ge=1)] | None = None
     events: dict[str, EventConfig] = {}
 
 

@@ -59,6 +59,8 @@ def create_app(server: Server, reloader: Reloader | None = None) -> ASGIApp:
         else:
             await _wrong_host(scope, send)
 
+    # vws's own protocol classes (vws.edge.transport) find the server here.
+    app.vws_server = server  # type: ignore[attr-defined]
     return app
 
 

@@ -90,6 +90,7 @@ class Client:
         "_rooms",
         "client_id",
         "closing",
+        "fanout_budget",
         "outbox",
         "path",
         "state",
@@ -109,6 +110,9 @@ class Client:
         self.outbox: Outbox | None = None
         #: Set once a close has begun; nothing more is queued.
         self.closing = False
+        #: Frames the running handler may still send, counting receivers ([server] max_fanout);
+        #: None outside a handler call.
+        self.fanout_budget: int | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} on {self.path}>"

@@ -114,6 +114,8 @@ class Connection:
         client.outbox = self.outbox
         self.writer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[Any] | None = None
+        #: The task running the current handler: the reader, or a task of the native socket's.
+        self.handling: asyncio.Task[Any] | None = None
         #: Closes the socket of a client given up on as a slow consumer.
         self.closer: asyncio.Task[None] | None = None
         self.close_code = 1005
@@ -127,6 +129,14 @@ class Connection:
         self.timeout = 0.0
         #: Set just before the reader is cancelled: "timeout" (the watchdog) or "departed".
         self._interrupt: str | None = None
+        # The message rate limit: a token bucket, and the refusals since the last message let in.
+        route = server.table.routes.get(client.path)
+        self.rate = route.rate if route is not None else 0.0
+        self.burst = route.burst if route is not None else 1
+        self._tokens = float(self.burst)
+        self._refilled = perf_counter()
+        self._refusals = 0
+        self.max_fanout = settings.max_fanout
 
     def _send_text(self, text: str) -> Coroutine[Any, Any, None]:
         """The socket's send of one text frame, returned rather than awaited here: the outbox
@@ -136,7 +146,7 @@ class Connection:
 
     async def run(self, on_connect: Callback | None) -> None:
         server, client = self.server, self.client
-        self.reader = asyncio.current_task()
+        self.reader = self.handling = asyncio.current_task()
         self.writer = asyncio.get_running_loop().create_task(self._write())
         server.connections[client.client_id] = self
         server.hub.register(client.client_id, client.path, self.outbox)
@@ -203,7 +213,32 @@ class Connection:
             self._error(error.code, error.message, error.frame_id)
             return None
         self.server.stats.message(self.client.path, frame.event)
+        if self.rate and not self._take():
+            self._rate_limited(frame)
+            return None
         return frame
+
+    def _take(self) -> bool:
+        """One token from the bucket, refilled at ``rate`` per second up to ``burst``."""
+        now = perf_counter()
+        tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        self._refusals = 0
+        return True
+
+    def _rate_limited(self, frame: InboundFrame) -> None:
+        """Refuse a message over the rate; close a client that keeps going (1008)."""
+        self._error("rate_limited", f"over {self.rate:g} messages a second", frame.id)
+        self._refusals += 1
+        if self._refusals == self.burst:
+            logs.event(logger, "rate_limited", logging.WARNING, client=self.client.client_id)
+            self.closer = asyncio.get_running_loop().create_task(
+                self.close(CLOSE_SLOW, "rate limit exceeded")
+            )
 
     def immediate(self, frame: InboundFrame) -> bool:
         """Whether handling ``frame`` cannot suspend: a plain ``def`` handler, no join or
@@ -240,12 +275,14 @@ class Connection:
                 target, payload = self._target(event, frame.payload)
                 handler = target.handler
                 started = perf_counter()
+                client.fanout_budget = self.max_fanout
                 try:
                     result = handler.function(client, payload)
                     if handler.is_async:
                         self._busy(target.timeout, started)
                         result = await result
                 finally:
+                    client.fanout_budget = None
                     server.stats.handled(client.path, event, perf_counter() - started)
         except ProtocolError as error:
             self._error(error.code, error.message, frame_id)
@@ -340,21 +377,21 @@ class Connection:
     def oversee(self, now: float) -> None:
         """The watchdog's look at a busy connection: cancel it past its deadline, and read
         ahead so that a departure is noticed while the handler is still running."""
-        if self.reader is None or self._interrupt is not None or not self.deadline:
+        if self.handling is None or self._interrupt is not None or not self.deadline:
             return
         if now >= self.deadline:
             self._interrupt = "timeout"
-            self.reader.cancel()
+            self.handling.cancel()
         else:
             self.socket.watch(self)
 
     def departed(self, code: int) -> None:
         """The socket saw the client leave while a handler runs: stop the handler now."""
         self.close_code = code
-        if self.deadline and self.reader is not None and self._interrupt is None:
+        if self.deadline and self.handling is not None and self._interrupt is None:
             self._interrupt = "departed"
             self._stopping = True
-            self.reader.cancel()
+            self.handling.cancel()
 
     async def _message_hooks(self, event: str, payload: Any) -> None:
         try:

@@ -63,6 +63,17 @@ class Hub:
         self.deliver(envelope)
         self.backplane.publish(envelope)
 
+    def receivers(self, kind: str, path: str, target: str | None) -> int:
+        """How many of this node's clients a send of ``kind`` reaches (for ``max_fanout``)."""
+        if kind == "room":
+            return len(self.rooms.members(path, target or ""))
+        if kind == "broadcast":
+            if path in self.route_scoped:
+                return len(self.paths.get(path, ()))
+            scoped = self.route_scoped
+            return sum(len(group) for p, group in self.paths.items() if p not in scoped)
+        return 1
+
     def deliver(self, envelope: Envelope) -> None:
         """Put the envelope's frame in the outbox of each local client it is for."""
         text = envelope.text

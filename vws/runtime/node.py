@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from vws import backplane as backplanes
-from vws.errors import USER_CODE_FAILURES, Deny, ProtocolError
+from vws.errors import USER_CODE_FAILURES, Deny, FanoutLimit, ProtocolError
 from vws.hooks import Hooks
 from vws.routing import DispatchTable
 from vws.runtime.fanout import Fanout
@@ -61,7 +61,23 @@ class Server:
             self.fanout.hooks = hooks
 
     def send(self, message: Outgoing) -> None:
-        """Run ``message`` through the ``vws_emit`` chain and deliver it (what clients call)."""
+        """Run ``message`` through the ``vws_emit`` chain and deliver it (what clients call).
+
+        Raises:
+            FanoutLimit: the sender's handler call is past ``[server] max_fanout``.
+        """
+        sender = message.sender
+        if sender is not None and sender.fanout_budget is not None:
+            cost = self.hub.receivers(message.kind, message.path, message.target)
+            if cost > sender.fanout_budget:
+                limit = self.table.config.server.max_fanout
+                logger.warning(
+                    "a handler of %s sent past max_fanout (%d frames); the send is dropped",
+                    sender.path,
+                    limit,
+                )
+                raise FanoutLimit(f"more than {limit} frames from one handler call")
+            sender.fanout_budget -= cost
         self.fanout.send(message)
 
     def has_client(self, client_id: str) -> bool:
@@ -103,9 +119,17 @@ class Server:
         """
         if room in client._rooms:
             return False
-        limit = self.table.config.server.max_rooms_per_client
+        settings = self.table.config.server
+        limit = settings.max_rooms_per_client
         if len(client._rooms) >= limit:
             message = f"a client may be in at most {limit} rooms"
+            raise await self._join_refused(client, room, "too_many_rooms", message)
+        members = len(self.hub.rooms.members(client.path, room))
+        if members >= settings.max_room_members:
+            message = f"the room is full ({settings.max_room_members} members)"
+            raise await self._join_refused(client, room, "room_full", message)
+        if not members and len(self.hub.rooms) >= settings.max_rooms:
+            message = f"the server holds its most rooms ({settings.max_rooms})"
             raise await self._join_refused(client, room, "too_many_rooms", message)
         try:
             await self.hooks.call("vws_join_room", client=client, room=room)

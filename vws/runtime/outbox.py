@@ -153,7 +153,7 @@ class Outbox:
             if suspended is not None:
                 self._suspended = None
                 try:
-                    await _finish(*suspended)
+                    await finish(*suspended)
                 finally:
                     self._blocked = False
                 continue
@@ -173,7 +173,7 @@ class Outbox:
                 self._blocked = False
 
 
-async def _finish(coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
+async def finish(coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
     """Drive a coroutine that suspended in :meth:`Outbox.put` to its end, as a task would.
 
     Each time it yields a future, wait until that future is done (whatever its outcome) and

@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ws",
         choices=WS_IMPLEMENTATIONS,
         help="serve socketio, floor and bare with this uvicorn websocket implementation "
-        "(vws always runs on websockets-sansio)",
+        "(vws always runs on its own protocol, vws.edge.transport)",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL

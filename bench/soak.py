@@ -500,7 +500,9 @@ class Soak:
         self.totals: dict[str, int] = dict.fromkeys(TOTALS, 0)
         self.error_examples: list[str] = []
         self.flood_sent = 0
+        #: Replacements being opened, and those owed because too many already were.
         self.opening = 0
+        self.owed = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         #: The slow-consumer episode under way, if any.
         self.episode: asyncio.Task[dict[str, Any]] | None = None
@@ -627,12 +629,18 @@ class Soak:
             self.everyone.discard(member)
             member.close(graceful=self.window.closed % 2 == 0)
             self.window.closed += 1
-        # A server that stopped answering handshakes must not pile up connects without bound.
-        if self.opening < max(10, 4 * self.opts.churn):
+        self.owed += 1
+        self.top_up()
+
+    def top_up(self) -> None:
+        """Open the replacements owed, at most a few seconds of churn at once: a server that
+        stalls must not get a pile of connects, nor may the soak quietly shrink meanwhile."""
+        while self.owed and self.opening < max(10, 4 * self.opts.churn):
+            self.owed -= 1
+            self.opening += 1
             self.spawn(self.replace())
 
     async def replace(self) -> None:
-        self.opening += 1
         try:
             self.pool.add(await self.open(self.random_room()))
             self.window.opened += 1
@@ -642,6 +650,7 @@ class Soak:
                 self.error_examples.append(f"connect failed: {error!r}")
         finally:
             self.opening -= 1
+            self.top_up()
 
     async def probing(self) -> None:
         assert self.probe is not None
@@ -793,6 +802,8 @@ class Soak:
         row: dict[str, Any] = {
             "t_s": round(self.loop.time() - self.started, 1),
             "clients": len(self.everyone),
+            "opening": self.opening + self.owed,
+            "load_1m": round(os.getloadavg()[0], 2),
             "server_connections": None,
             "rooms": None,
             "rss_mib": round(process_rss_bytes(self.pid) / 2**20, 1),
@@ -850,14 +861,15 @@ def sample_line(row: dict[str, Any]) -> str:
         return "—" if value is None else f"{value:,.{digits}f}"
 
     return (
-        f"soak t={row['t_s']:>6.0f}s clients {row['clients']:>5} "
+        f"soak t={row['t_s']:>6.0f}s load {row['load_1m']:.1f} clients {row['clients']:>5} "
         f"server {row['server_connections']} conns {row['rooms']} rooms "
         f"rss {row['rss_mib']:.1f} MiB fds {row['fds']} cpu {row['server_cpu_pct']:.0f}% | "
         f"lag p99 {shown('loop_lag_p99_ms')} ms max {shown('loop_lag_max_ms')} ms "
         f"(full gc {row['gc_full']}, {shown('gc_full_max_ms')} ms) "
         f"rtt p99 {shown('probe_rtt_p99_ms')} ms | "
         f"delivered {row['delivered_per_s']:,.0f}/s p99 {shown('delivery_p99_ms')} ms | "
-        f"open {row['opened']} close {row['closed']} moves {row['moves']} "
+        f"open {row['opened']} close {row['closed']} (opening {row['opening']}) "
+        f"moves {row['moves']} "
         f"errors {row['errors']} unexpected closes {row['unexpected_closes']} "
         f"stray {row['stray']} failed connects {row['connect_failures']}"
     )
@@ -930,6 +942,12 @@ def notes(soak: Soak) -> list[str]:
         found.append(
             f"{len(held)} of {len(soak.episodes)} cut slow consumers still had their socket open "
             f"in the server {SLOW_LINGER:g} s after the cut; it closed once the client read again"
+        )
+    if soak.samples:
+        loads = [row["load_1m"] for row in soak.samples]
+        found.append(
+            f"machine load average (1 min) {min(loads):g} to {max(loads):g} over the samples; "
+            f"above {os.cpu_count() or 1} the soak shared its cores with other work"
         )
     pauses = [row["gc_full_max_ms"] for row in soak.samples if row.get("gc_full")]
     if pauses:

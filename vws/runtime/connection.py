@@ -105,11 +105,14 @@ class Connection:
         self.socket = socket
         settings = server.table.config.server
         self.close_timeout = settings.close_timeout
+        #: A socket that can write without a coroutine (the native one) offers ``write_text``.
+        write: Callable[[str], bool] | None = getattr(socket, "write_text", None)
         self.outbox = Outbox(
             self._send_text,
             limit=settings.send_queue,
             drop_oldest=settings.slow_consumer == "drop_oldest",
             on_slow=self._on_slow,
+            write=self._counted(write) if write is not None else None,
         )
         client.outbox = self.outbox
         self.writer: asyncio.Task[None] | None = None
@@ -143,6 +146,18 @@ class Connection:
         steps it directly, one coroutine layer fewer per frame (see :mod:`vws.runtime.outbox`)."""
         self.server.stats.written += 1
         return self.socket.send_text(text)
+
+    def _counted(self, write: Callable[[str], bool]) -> Callable[[str], bool]:
+        """The socket's immediate write (see :class:`~vws.runtime.outbox.Outbox`), counted."""
+        stats = self.server.stats
+
+        def write_text(text: str) -> bool:
+            if write(text):
+                stats.written += 1
+                return True
+            return False
+
+        return write_text
 
     async def run(self, on_connect: Callback | None) -> None:
         server, client = self.server, self.client

@@ -74,6 +74,20 @@ PENDING_LIMIT = 64
 _WRITE, _PENDING = 1, 2
 
 
+#: The last text framed, and its frame: a fan-out writes one text to many sockets in a row.
+_framed: tuple[str, bytes] = ("", b"")
+
+
+def _text_frame(text: str) -> bytes:
+    """The bytes of an unmasked text frame of ``text``, framed once however many receive it."""
+    global _framed
+    if _framed[0] is text:
+        return _framed[1]
+    data = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+    _framed = (text, data)
+    return data
+
+
 class WebSocketProtocol(asyncio.Protocol):
     """One upgraded connection: parser, policy, and the vws connection's socket."""
 
@@ -491,6 +505,15 @@ class WebSocketProtocol(asyncio.Protocol):
         self._flush()
         self.transport.close()
 
+    def write_text(self, text: str) -> bool:
+        """Write one text frame now if the socket takes data; False if it is full."""
+        if self._paused & _WRITE:
+            return False
+        if self.close_sent or self.lost:
+            raise ConnectionError("the socket is closed")
+        self.transport.write(_text_frame(text))
+        return True
+
     def send_text(self, text: str) -> Coroutine[Any, Any, None]:
         return self._send(text)
 
@@ -501,7 +524,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 await self._drained
         if self.close_sent or self.lost:
             raise ConnectionError("the socket is closed")
-        self.transport.write(Frame(Opcode.TEXT, text.encode()).serialize(mask=False))
+        self.transport.write(_text_frame(text))
 
     async def close(self, code: int, reason: str) -> None:
         if self.close_sent or self.lost:

@@ -88,6 +88,17 @@ def _text_frame(text: str) -> bytes:
     return data
 
 
+class Parser(ServerProtocol):
+    """websockets' server parser, but a close in the middle of a fragmented message ends the
+    message instead of failing the connection with 1002: RFC 6455 lets control frames come
+    between fragments, and a client giving up on a message may close (Autobahn case 7.1.5)."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 class WebSocketProtocol(asyncio.Protocol):
     """One upgraded connection: parser, policy, and the vws connection's socket."""
 
@@ -112,7 +123,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.counted: str | None = None
         self.admitted = handoff is not None
         self.counted, deadline = handoff or (None, self.loop.time() + settings.handshake_timeout)
-        self.parser = ServerProtocol(max_size=settings.max_message_bytes, logger=_quiet)
+        self.parser = Parser(max_size=settings.max_message_bytes, logger=_quiet)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server_address: tuple[str, int | None] | None = None
@@ -170,7 +181,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
-        if self.accepted and self.connection is not None:
+        if self.accepted:
             used = self._fast(data)
             if used == len(data):
                 return
@@ -274,10 +285,12 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._pong_wait is not None and frame.data == self._pong_wait:
                 self._pong_wait = None
         elif opcode is Opcode.CLOSE:
+            self._parts = []
             close = self.parser.close_rcvd
             self.close_code = close.code if close is not None else 1005
             self._client_gone()
-        # PING: the parser has queued the pong; _flush writes it.
+        elif opcode is Opcode.PING:
+            self._flush()  # the parser queued the pong: it goes before any later reply
 
     def _message(self, data: bytes | bytearray | memoryview) -> None:
         if self.close_sent:

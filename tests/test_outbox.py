@@ -292,3 +292,30 @@ def test_a_send_failing_inside_put_closes_the_outbox_and_ends_the_writer() -> No
         await asyncio.wait_for(writer, TIMEOUT)
 
     run(main())
+
+
+def test_a_socket_that_takes_the_frame_now_is_written_without_its_coroutine() -> None:
+    async def main() -> None:
+        socket = FakeSocket()
+        written: list[str] = []
+        full = False
+
+        def write(text: str) -> bool:
+            if full:
+                return False
+            written.append(text)
+            return True
+
+        outbox = Outbox(socket.send, limit=4, drop_oldest=False, on_slow=SlowCalls(), write=write)
+        writer = asyncio.get_running_loop().create_task(outbox.run())
+        await asyncio.sleep(0)  # the writer goes idle
+        outbox.put("a")
+        assert (written, socket.sent) == (["a"], [])
+        full = True  # the socket is full: the frame takes the coroutine path, in order
+        outbox.put("b")
+        outbox.put("c")
+        outbox.close()
+        await writer
+        assert (written, socket.sent) == (["a"], ["b", "c"])
+
+    run(main())

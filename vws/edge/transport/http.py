@@ -57,6 +57,8 @@ class HttpProtocol(HttpToolsProtocol):
         #: The answer to write instead of uvicorn's 400 when a callback stopped the parser.
         self._answer: bytes | None = None
         self._started = False  # some bytes of a request have come
+        self._in_head = True  # between requests, or inside a request's line and headers
+        self._head_seen = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
 
@@ -105,7 +107,24 @@ class HttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._started = True
+        if not self._in_head or self.edge is None:
+            super().data_received(data)
+            return
+        # llhttp hands a header over only once it is whole, so a header that never ends is
+        # counted here, as bytes received while the head is incomplete.
+        self._head_seen += len(data)
         super().data_received(data)
+        self._check_head(self.edge.settings.max_header_bytes)
+
+    def _check_head(self, limit: int) -> None:
+        """Answer 431 when the head is still incomplete past ``limit`` bytes."""
+        if self._in_head and self._head_seen > limit and not self.transport.is_closing():
+            self.transport.write(HEADERS_TOO_LARGE)
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_seen = True, 0  # a keep-alive request may follow
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -145,6 +164,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._in_head = False
         edge = self.edge
         if edge is not None and self._admitted and self._counted is None:
             address = client_address(

@@ -197,6 +197,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._request(event)
             if self.close_sent:
                 break
+        if self.transport.is_closing():
+            return
         if parser.parser_exc is not None and not self.close_sent:
             self._protocol_error(parser.parser_exc)
         elif parser.handshake_exc is not None and not self.accepted:
@@ -434,8 +436,11 @@ class WebSocketProtocol(asyncio.Protocol):
     def _request(self, request: Request) -> None:
         response = self.parser.accept(request)
         if response.status_code != 101:
+            self.close_sent = True  # answered: nothing more is read or written
             self.parser.send_response(response)
-            self._flush()
+            for data in self.parser.data_to_send():
+                if data:
+                    self.transport.write(data)
             self.transport.close()
             return
         self.response = response

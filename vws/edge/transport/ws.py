@@ -67,11 +67,13 @@ _quiet = logging.getLogger("vws.edge.transport.websockets")
 _quiet.setLevel(logging.WARNING)
 
 BAD_REQUEST = plain_response(400, "Bad Request", "this is not a valid WebSocket handshake\n")
+#: Seconds a flooding client's socket stays open after its close frame is sent.
+FLOOD_LINGER = 1.0
 #: Messages parsed while the connection is busy or not yet serving; past this, reading pauses.
 PENDING_LIMIT = 64
 
 # Why reading is paused (a bit each): it resumes when none is left.
-_WRITE, _PENDING = 1, 2
+_WRITE, _PENDING, _CLOSED = 1, 2, 4
 
 
 #: The last text framed, and its frame: a fan-out writes one text to many sockets in a row.
@@ -260,7 +262,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._window, self._frames = now, 0
         self._frames += frames
         if self._frames > self.edge.settings.max_frame_rate:
-            self._fail(CLOSE_SLOW, "too many frames")
+            self._fail(CLOSE_SLOW, "too many frames", flood=True)
             return False
         return True
 
@@ -276,7 +278,7 @@ class WebSocketProtocol(asyncio.Protocol):
         elif opcode is Opcode.CONT:
             self._fragments += 1
             if self._fragments > self.edge.settings.max_fragments:
-                self._fail(CLOSE_SLOW, "too many fragments")
+                self._fail(CLOSE_SLOW, "too many fragments", flood=True)
                 return
             self._parts.append(frame.data)
             if frame.fin:
@@ -396,25 +398,36 @@ class WebSocketProtocol(asyncio.Protocol):
         self._linger = None
         self.transport.abort()
 
-    def _fail(self, code: int, reason: str) -> None:
-        """Close the connection for what the client did, with ``code``."""
+    def _fail(self, code: int, reason: str, *, flood: bool = False) -> None:
+        """Close the connection for what the client did, with ``code``.
+
+        A ``flood`` (too many frames) is not read any further: what it goes on sending would
+        only cost the event loop, and the close frame is already on its way to it.
+        """
         if self.close_sent:
             return
         self.close_code = code
         self.parser.fail(code, reason)
-        self._closing()
+        self._closing(read=not flood)
         self._flush()
         self._client_gone()
 
-    def _closing(self) -> None:
+    def _closing(self, *, read: bool = True) -> None:
         """A close frame is on its way: read again (to discard), so that the socket is never
-        closed with unread data, and give the client ``close_timeout`` to answer."""
+        closed with unread data, and give the client ``close_timeout`` to answer. Without
+        ``read``, reading stops and the linger is one second at most."""
         self.close_sent = True
-        if self._paused:
+        linger = self.edge.settings.close_timeout
+        if not read:
+            if not self._paused:
+                self.transport.pause_reading()
+            self._paused |= _CLOSED  # never cleared: reading stays off
+            linger = min(linger, FLOOD_LINGER)
+        elif self._paused:
             self._paused = 0
             self.transport.resume_reading()
         if self._linger is None:
-            self._linger = self.loop.call_later(self.edge.settings.close_timeout, self._abort)
+            self._linger = self.loop.call_later(linger, self._abort)
 
     def _protocol_error(self, exc: Exception) -> None:
         close = self.parser.close_sent

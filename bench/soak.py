@@ -47,17 +47,19 @@ delivery latency p99 (ms)            50 %     10 ms
 longest full-collection pause (ms)   50 %    100 ms
 ==================================  =====  ========
 
-The latency metrics are dominated by the server's full (generation 2) garbage collections: at
-5000 connections one runs every 15 s or so and stops the loop for more than half a second, so
-about half the windows hold one and their p99 is that pause. Where such windows fall decides a
-third's mean, and a short run then "grows" by chance. So the three latency metrics are judged on
-the windows without a full collection (all windows, when fewer than six are free of one), and
-the pause itself is judged on the windows that have one (not at all, when fewer than six do):
-a heap that grows lengthens it. Latency metrics and the pause also fail only when the *median* of
-the last third is over the same limit too: most of the last third is high, not one spike. Their
-share is 50 % because a linear rise from zero puts the last third at only 1.67 times the middle
-one. The summary gives each judged metric's windows and its least-squares slope per minute over
-the judged two thirds, for the reader.
+The latency metrics are dominated by the server's full (generation 2) garbage collections: at 5000
+connections one runs every 15 s or so and stops the loop for more than half a second, so about half
+the windows hold one and their p99 is that pause. Where such windows fall decides a third's mean,
+and a short run then "grows" by chance. Other work on the machine does the same: the server waits
+for its core, and its loop lags for reasons that are not vws's. So the three latency metrics are
+judged on *quiet* windows without a full collection, quiet meaning the server waited for a core
+(``/proc/PID/task/*/schedstat``) at most 2 % of the window; on all windows when fewer than six
+qualify. The pause itself is judged on the quiet windows that have one (not at all, when fewer than
+six do): a heap that grows lengthens it. Latency metrics and the pause also fail only when the
+*median* of the last third is over the same limit too: most of the last third is high, not one
+spike. Their share is 50 % because a linear rise from zero puts the last third at only 1.67 times
+the middle one. The summary gives each judged metric's windows and its least-squares slope per
+minute over the judged two thirds, for the reader.
 
 The run also fails when the server dies, when a slow consumer is not cut or a healthy reader is,
 on any error frame, stray delivery, close the soak did not ask for, failed connect or unanswered
@@ -173,22 +175,29 @@ JUDGED: tuple[tuple[str, str, Tolerance], ...] = (
     ("delivery_p99_ms", "delivery latency p99 (ms)", Tolerance(0.5, 10, sustained=True)),
     ("gc_full_max_ms", "longest full-collection pause (ms)", Tolerance(0.5, 100, sustained=True)),
 )
-#: Judged on the windows without a full collection in the server (see the module docstring).
+#: Judged on quiet windows without a full collection in the server (see the module docstring).
 GC_FREE = frozenset({"loop_lag_p99_ms", "probe_rtt_p99_ms", "delivery_p99_ms"})
 GC_PAUSE = "gc_full_max_ms"
+#: A window in which the server waited for a core longer than this share of it was contended:
+#: other work on the machine had the core, and its latencies say nothing about vws.
+CONTENDED_PCT = 2.0
+
+
+def quiet(row: dict[str, Any]) -> bool:
+    return (row.get("server_wait_pct") or 0.0) <= CONTENDED_PCT
 
 
 def judged_rows(samples: Sequence[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], str]:
-    """The samples ``key`` is judged on, and which they are: ``all``, ``without a full
-    collection`` or ``with a full collection`` (none, when too few windows had one)."""
+    """The samples ``key`` is judged on, and which they are: ``all``, quiet windows ``without a
+    full collection``, or quiet windows ``with a full collection`` (none, when too few)."""
     rows = [row for row in samples if row.get(key) is not None]
     if key == GC_PAUSE:
-        with_gc = [row for row in rows if row.get("gc_full")]
-        return (with_gc if len(with_gc) >= MIN_SAMPLES else []), "with a full collection"
+        with_gc = [row for row in rows if row.get("gc_full") and quiet(row)]
+        return (with_gc if len(with_gc) >= MIN_SAMPLES else []), "quiet, with a full collection"
     if key in GC_FREE:
-        clean = [row for row in rows if row.get("gc_full") == 0]
+        clean = [row for row in rows if row.get("gc_full") == 0 and quiet(row)]
         if len(clean) >= MIN_SAMPLES:
-            return clean, "without a full collection"
+            return clean, "quiet, without a full collection"
     return rows, "all"
 
 
@@ -405,6 +414,19 @@ def server_alive(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def process_wait_seconds(pid: int) -> float:
+    """Time the process's threads were runnable but waited for a core (``schedstat``'s second
+    field): high when other work shares the server's core, whatever the server does."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with (
+            contextlib.suppress(FileNotFoundError, IndexError),
+            open(f"/proc/{pid}/task/{task}/schedstat") as schedstat,
+        ):
+            total += int(schedstat.read().split()[1])
+    return total / 1e9
 
 
 def open_fds(pid: int) -> int:
@@ -789,16 +811,21 @@ class Soak:
 
     async def sampling(self) -> None:
         count = int(self.opts.duration // self.opts.sample)
-        cpu, own = process_cpu_seconds(self.pid), time.process_time()
+        clocks = self.clocks()
         for index in range(1, count + 1):
             due = self.started + index * self.opts.sample
             await asyncio.sleep(max(0.0, due - self.loop.time()))
-            cpu, own = await self.sample(cpu, own)
+            clocks = await self.sample(clocks)
 
-    async def sample(self, cpu0: float, own0: float) -> tuple[float, float]:
+    def clocks(self) -> tuple[float, float, float]:
+        """The server's CPU and run-queue wait, and this process's CPU, in seconds so far."""
+        return process_cpu_seconds(self.pid), process_wait_seconds(self.pid), time.process_time()
+
+    async def sample(self, before: tuple[float, float, float]) -> tuple[float, float, float]:
         window, self.window = self.window, Tally()
         elapsed = self.opts.sample
-        cpu, own = process_cpu_seconds(self.pid), time.process_time()
+        now = self.clocks()
+        (cpu0, wait0, own0), (cpu, wait, own) = before, now
         row: dict[str, Any] = {
             "t_s": round(self.loop.time() - self.started, 1),
             "clients": len(self.everyone),
@@ -809,6 +836,7 @@ class Soak:
             "rss_mib": round(process_rss_bytes(self.pid) / 2**20, 1),
             "fds": open_fds(self.pid),
             "server_cpu_pct": round(100 * (cpu - cpu0) / elapsed, 1),
+            "server_wait_pct": round(100 * (wait - wait0) / elapsed, 1),
             "client_cpu_pct": round(100 * (own - own0) / elapsed, 1),
         }
         try:
@@ -845,7 +873,7 @@ class Soak:
             self.totals[name] += getattr(window, name)
         self.samples.append(row)
         print(sample_line(row), file=sys.stderr, flush=True)
-        return cpu, own
+        return now
 
     async def teardown(self) -> None:
         for task in list(self.tasks):

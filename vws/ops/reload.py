@@ -76,14 +76,13 @@ def _route_changes(old: Route, new: Route) -> list[str]:
     return changes
 
 
-#: Settings that the listening socket or uvicorn fixed at start: a change needs a restart.
+#: Settings that the listening socket or the backplane fixed at start: a change needs a
+#: restart. (vws's own protocol reads every other [server] setting afresh, so they apply at
+#: once: to new connections, or at the next frame, ping or handshake.)
 RESTART_SETTINGS = (
     "host",
     "port",
     "backplane",
-    "max_message_bytes",
-    "ping_interval",
-    "ping_timeout",
 )
 
 

@@ -252,6 +252,7 @@ class LiveServer:
         import uvicorn
 
         from vws.edge.app import create_app, load_server
+        from vws.edge.transport import HttpProtocol, WebSocketProtocol
 
         server = load_server(self.config)
         sock = socket.socket()
@@ -264,7 +265,9 @@ class LiveServer:
             create_app(server),
             lifespan="on",
             log_config=None,
-            ws="websockets-sansio",
+            # vws's own protocols, as vws run serves with (vws.cli.run.protocols)
+            http=HttpProtocol,
+            ws=WebSocketProtocol,
             ws_max_size=server.table.config.server.max_message_bytes,
             ws_per_message_deflate=False,
         )

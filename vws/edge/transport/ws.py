@@ -183,6 +183,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
+        parser.max_message_size = self.edge.settings.max_message_bytes  # reloadable
         if self.accepted:
             used = self._fast(data)
             if used == len(data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -33,6 +34,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _limit_files(nofile: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+
 class RunningServer:
     """A ``vws run`` subprocess on 127.0.0.1 and the lines it has logged so far."""
 
@@ -43,8 +48,10 @@ class RunningServer:
         args: tuple[str, ...] = (),
         *,
         ready: str | None = "Uvicorn running on",
+        nofile: int | None = None,
     ) -> None:
-        """Start it; wait until it logs ``ready`` (``None``: the test waits for what it needs)."""
+        """Start it; wait until it logs ``ready`` (``None``: the test waits for what it needs).
+        ``nofile`` lowers the process's file-descriptor limit (RLIMIT_NOFILE) from its start."""
         self.config = config
         self._ready_line = ready
         self.port = free_port()
@@ -73,6 +80,7 @@ class RunningServer:
             text=True,
             env=env,
             cwd=config.parent,
+            preexec_fn=None if nofile is None else lambda: _limit_files(nofile),
         )
         threading.Thread(target=self._pump, daemon=True).start()
         if ready is None:

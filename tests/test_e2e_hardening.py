@@ -17,7 +17,7 @@ import httpx
 import pytest
 import websockets
 from conftest import APPS, RunningServer, ServerFactory
-from wsclient import Peer
+from wsclient import Peer, refused
 
 pytestmark = pytest.mark.anyio
 
@@ -127,10 +127,7 @@ async def test_a_failing_handler_is_answered_handler_error(app: RunningServer, e
 
 
 async def test_middleware_calling_sys_exit_refuses_with_1011(app: RunningServer):
-    async with websockets.connect(app.url + "/exits") as ws:
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    assert (await refused(app.url + "/exits")).code == 1011
     async with await Peer.connect(app.url + "/ws") as peer:
         await peer.nothing_pending()
 
@@ -206,12 +203,9 @@ async def test_a_long_close_reason_still_closes_with_its_code(app: RunningServer
 
 
 async def test_a_long_refusal_reason_still_closes_with_its_code(app: RunningServer):
-    async with websockets.connect(app.url + "/refused") as ws:
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await ws.recv()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4403
-    reason = closed.value.rcvd.reason
+    close = await refused(app.url + "/refused")
+    assert close.code == 4403
+    reason = close.reason
     assert 100 < len(reason.encode()) <= 123 and reason == "é" * len(reason)
 
 

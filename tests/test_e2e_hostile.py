@@ -12,12 +12,8 @@ import asyncio
 import json
 import os
 import re
-import resource
 import select
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from conftest import APPS, REPO, STARTUP_TIMEOUT, RunningServer, ServerFactory, free_port
+from conftest import STARTUP_TIMEOUT, RunningServer, ServerFactory
 from rawws import (
     RawWebSocket,
     connect_tcp,
@@ -290,46 +286,17 @@ def test_a_silent_connection_is_closed_at_the_handshake_timeout(slow_server: Run
     assert answer == b"" or status_of(answer) == 408, f"answered {answer[:100]!r}"
 
 
-class LimitedServer(RunningServer):
-    """``vws run`` with RLIMIT_NOFILE lowered to ``nofile`` from its start (conftest's starter
-    sets no limit, so this one starts the same command itself)."""
-
-    def __init__(self, config: Path, nofile: int) -> None:
-        self.config = config
-        self._ready_line = "Uvicorn running on"
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}"
-        self.http = f"http://127.0.0.1:{self.port}"
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), str(REPO)])}
-        command = [sys.executable, "-m", "vws.cli", "run", "--config", str(config)]
-        self.process = subprocess.Popen(
-            [*command, "--port", str(self.port), "--log-level", "info"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=config.parent,
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)),
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-        if not self._ready.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
-            self.stop()
-            raise RuntimeError("vws run did not start:\n" + "".join(self.lines))
-
-
 @pytest.fixture
-def limited_server(tmp_path: Path) -> Iterator[LimitedServer]:
+def limited_server(tmp_path: Path) -> Iterator[RunningServer]:
     config = tmp_path / "routes.toml"
     config.write_text(routes(handshake_timeout=2.0))
-    server = LimitedServer(config, nofile=256)
+    server = RunningServer(config, nofile=256)
     yield server
     server.stop()
 
 
 def test_idle_sockets_past_the_fd_limit_get_503_and_then_clients_connect(
-    limited_server: LimitedServer,
+    limited_server: RunningServer,
 ):
     server = limited_server
     limits = Path(f"/proc/{server.process.pid}/limits").read_text()

@@ -74,3 +74,14 @@ class Peer:
         reply = await self.request("echo", "marker")
         assert self.before == [], self.before
         assert reply["payload"] == "marker"
+
+
+async def refused(url: str, **options: Any) -> websockets.frames.Close:
+    """The close frame of a connection the server refuses right after the handshake."""
+    async with websockets.connect(url, open_timeout=TIMEOUT, **options) as ws:
+        try:
+            frame = await asyncio.wait_for(ws.recv(), TIMEOUT)
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None, "the server sent no close frame"
+            return closed.rcvd
+    raise AssertionError(f"the server did not refuse the connection: it sent {frame!r}")

@@ -336,31 +336,30 @@ class Connection:
 
     def _failed(self, event: str, frame_id: int | str | None) -> None:
         """A handler raised: log it with its traceback, tell the client ``handler_error``."""
-        client = self.client
-        logs.event(
-            logger,
-            "handler_error",
-            logging.ERROR,
-            path=client.path,
-            frame_event=event,
-            exc_info=True,
-        )
-        self.server.stats.failed(client.path, event)
-        self._error("handler_error", f"the handler for {event!r} failed", frame_id)
+        message = f"the handler for {event!r} failed"
+        self._handler_fault("handler_error", message, event, frame_id, logging.ERROR, exc_info=True)
 
     def _timed_out(self, event: str, frame_id: int | str | None) -> None:
-        client, timeout = self.client, self.timeout
-        logs.event(
-            logger,
-            "handler_timeout",
-            logging.WARNING,
-            path=client.path,
-            frame_event=event,
-            timeout=timeout,
-        )
-        self.server.stats.failed(client.path, event)
+        timeout = self.timeout
         message = f"the handler for {event!r} did not finish within {timeout:g} s"
-        self._error("handler_timeout", message, frame_id)
+        self._handler_fault(
+            "handler_timeout", message, event, frame_id, logging.WARNING, timeout=timeout
+        )
+
+    def _handler_fault(
+        self,
+        code: str,
+        message: str,
+        event: str,
+        frame_id: int | str | None,
+        level: int,
+        **fields: Any,
+    ) -> None:
+        """Log a handler's failure as ``code``, count it, and tell the client."""
+        path = self.client.path
+        logs.event(logger, code, level, path=path, frame_event=event, **fields)
+        self.server.stats.failed(path, event)
+        self._error(code, message, frame_id)
 
     def _route_timeout(self) -> float:
         table = self.server.table

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import anyio
 import pytest
@@ -158,49 +157,6 @@ async def test_a_plugin_list_change_applies_to_live_connections(start_server):
 
         await eventually(rewritten)
         assert "~plugins" in server.log()
-
-
-MODULE_V1 = "def answer(client, payload):\n    return 'v1'\n"
-MODULE_V2 = "def answer(client, payload):\n    return 'v2-changed'\n"
-
-
-def _code_app(tmp_path: Path, module: str) -> Path:
-    (tmp_path / f"{module}.py").write_text(MODULE_V1)
-    config = tmp_path / "routes.toml"
-    config.write_text(f'[routes."/ws".events]\nanswer = "{module}:answer"\n')
-    return config
-
-
-async def test_reload_code_reimports_a_changed_handler_module(tmp_path: Path):
-    config = _code_app(tmp_path, "live_code_a")
-    server = RunningServer(config, args=("--reload-code",))
-    try:
-        async with await Peer.connect(server.url + "/ws") as a:
-            assert await a.call("answer") == "v1"
-            (tmp_path / "live_code_a.py").write_text(MODULE_V2)
-
-            async def changed() -> bool:
-                return await a.call("answer") == "v2-changed"
-
-            await eventually(changed)
-        assert "re-imported live_code_a" in server.log()
-    finally:
-        server.stop()
-
-
-async def test_without_reload_code_handler_modules_are_not_reimported(tmp_path: Path):
-    config = _code_app(tmp_path, "live_code_b")
-    server = RunningServer(config)
-    try:
-        async with await Peer.connect(server.url + "/ws") as a:
-            assert await a.call("answer") == "v1"
-            (tmp_path / "live_code_b.py").write_text(MODULE_V2)
-            config.write_text(config.read_text() + 'again = "live_code_b:answer"\n')
-            await eventually(lambda: answers(a, "again"))
-            assert await a.call("answer") == "v1"
-            assert await a.call("again") == "v1"
-    finally:
-        server.stop()
 
 
 async def test_plugins_added_by_a_reload_start_and_removed_ones_stop(start_server):

@@ -43,11 +43,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="do not apply edits of routes.toml while running (SIGHUP still reloads)",
     )
     run.add_argument(
-        "--reload-code",
-        action="store_true",
-        help="development: also re-import changed handler modules of the project on a reload",
-    )
-    run.add_argument(
         "--plugins-dir",
         metavar="DIR",
         help="also load every *.py in DIR as a plugin (sets VWS_PLUGINS_DIR)",
@@ -91,7 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
         return run_workers(args, settings, host, port)
     log_config = logs.configure(args.log_format, args.log_level)
     server = Server(table, hooks)
-    reloader = Reloader(server, args.config, watch=args.watch, reload_code=args.reload_code)
+    reloader = Reloader(server, args.config, watch=args.watch)
     app = create_app(server, reloader)
     print(
         f"vws: serving {len(table.routes)} route(s) from {config.source} on ws://{host}:{port}",
@@ -139,7 +134,6 @@ def run_workers(args: argparse.Namespace, settings: ServerConfig, host: str, por
     command += ["--host", host, "--port", str(port), "--log-level", args.log_level]
     command += ["--log-format", args.log_format]
     command += ["--reuse-port"] + ([] if args.watch else ["--no-watch"])
-    command += ["--reload-code"] if args.reload_code else []
     print(
         f"vws: {args.workers} workers serving {args.config} on ws://{host}:{port}",
         file=sys.stderr,

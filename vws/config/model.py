@@ -253,9 +253,15 @@ def load_config(
     """
     source = os.fspath(path)
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        data = Path(source).read_bytes()
     except OSError as exc:
         problem = ConfigIssue(source, 1, "", f"cannot read the file: {exc.strerror}")
+        raise ConfigError([problem]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        problem = ConfigIssue(source, line, "", f"invalid UTF-8 (byte {exc.start}): TOML is UTF-8")
         raise ConfigError([problem]) from None
     return parse_config(text, source, environ=os.environ if environ is None else environ)
 

@@ -30,7 +30,7 @@ import pluggy
 
 from vws.config import Config
 from vws.config.references import importable, resolve
-from vws.errors import ConfigError, ConfigIssue, UnresolvedReference
+from vws.errors import USER_CODE_FAILURES, ConfigError, ConfigIssue, UnresolvedReference
 from vws.hooks import specs
 
 logger = logging.getLogger("vws.hooks")
@@ -213,7 +213,7 @@ def _add_file(manager: PluginManager, path: Path, issues: list[ConfigIssue]) -> 
     if plugin is None or getattr(plugin, "__file__", None) != str(path):
         try:
             plugin = _import_file(module_name, path)
-        except Exception as exc:
+        except USER_CODE_FAILURES as exc:
             line = (exc.lineno or 0) if isinstance(exc, SyntaxError) else 0
             message = f"plugin {path.stem!r} failed to import: {type(exc).__name__}: {exc}"
             issues.append(ConfigIssue(str(path), line, "", message))

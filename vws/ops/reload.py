@@ -6,8 +6,17 @@ assignment. Connections are never touched, except those on a path the edit remov
 closed with 4404. Frames are looked up in whichever table is current when they arrive, so a
 frame during a swap is handled by the old or the new table, never lost.
 
-The file is watched by polling its modification time and size: cheap, and it sees editors that
-write in place as well as those that replace the file.
+Code is live too. The project's own modules (those whose file lies in the folder of
+routes.toml, and the files of a plugins folder) are watched with it, and a reload re-imports
+those whose file changed since they were imported, so an edited handler body or a new function
+serves from the next frame. The imports run in a worker thread, so a slow import does not hold
+up the clients; anything an import raises (``SystemExit`` included) refuses the reload, located
+at the file and line that raised, and the old table keeps serving.
+
+Files are watched by polling their modification time and size: cheap, and it sees editors that
+write in place as well as those that replace the file. A change is acted on only once the files
+have stayed the same for one more poll, so that a file written in place is never read in the
+middle of its writing (``cat > routes.toml`` truncates it first).
 """
 
 from __future__ import annotations
@@ -15,20 +24,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
+from types import ModuleType
 
-from vws.config import load_config
-from vws.errors import ConfigError
+from vws.config import Config, load_config
+from vws.errors import USER_CODE_FAILURES, ConfigError, ConfigIssue
 from vws.hooks import Hooks, create_manager
 from vws.routing import DispatchTable, Route, compile_table
 from vws.runtime.node import Server
 
 logger = logging.getLogger("vws.ops.reload")
 
-#: How often the watched files are looked at (seconds); a valid edit applies within this.
+#: How often the watched files are looked at (seconds); a valid edit applies within two of
+#: these (it must be seen unchanged once more before it is read).
 POLL_INTERVAL = 0.25
 
 Stamp = tuple[int, int] | None
@@ -76,6 +90,61 @@ def _route_changes(old: Route, new: Route) -> list[str]:
     return changes
 
 
+#: Set (to anything) in the environment to let a reload remove every route.
+ALLOW_NO_ROUTES = "VWS_ALLOW_NO_ROUTES"
+#: The module names the plugins folder's files are loaded under (vws.hooks.loading).
+PLUGINS_DIR_PREFIX = "vws_plugins_dir_"
+
+
+def project_modules(root: Path) -> dict[str, Path]:
+    """The imported modules that are the project's own: their file lies under ``root`` (but
+    not in a virtual environment, and not vws itself), or they are plugins-folder files."""
+    found: dict[str, Path] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file or name == "vws" or name.startswith("vws."):
+            continue
+        path = Path(file).resolve()
+        if name.startswith(PLUGINS_DIR_PREFIX) or (
+            path.is_relative_to(root) and not {".venv", "venv", "site-packages"} & set(path.parts)
+        ):
+            found[name] = path
+    return found
+
+
+def reimport(name: str) -> None:
+    """Run a module's changed source again, into the same module object."""
+    module = sys.modules[name]
+    if name.startswith(PLUGINS_DIR_PREFIX):
+        # Loaded from a file path, not found by name: importlib.reload cannot find it again.
+        _exec_file(module)
+    else:
+        importlib.reload(module)
+
+
+def _exec_file(module: ModuleType) -> None:
+    spec = importlib.util.spec_from_file_location(module.__name__, module.__file__ or "")
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(module)
+
+
+def import_failure(name: str, error: BaseException, root: Path) -> ConfigIssue:
+    """Where re-importing ``name`` failed: the deepest line of the project's own files in the
+    traceback (or the line of a syntax error), and what was raised."""
+    where, line = str(sys.modules[name].__file__ or name), 0
+    if isinstance(error, SyntaxError) and error.filename:
+        where, line = error.filename, error.lineno or 0
+    else:
+        for frame in traceback.extract_tb(error.__traceback__):
+            path = Path(frame.filename)
+            if path.is_absolute() and path.resolve().is_relative_to(root):
+                where, line = frame.filename, frame.lineno or 0
+    with contextlib.suppress(ValueError):
+        where = os.path.relpath(where)
+    message = f"re-importing {name} failed: {type(error).__name__}: {error}"
+    return ConfigIssue(where, line, "", message)
+
+
 #: Settings that the listening socket or the backplane fixed at start: a change needs a
 #: restart. (vws's own protocol reads every other [server] setting afresh, so they apply at
 #: once: to new connections, or at the next frame, ping or handshake.)
@@ -87,49 +156,37 @@ RESTART_SETTINGS = (
 
 
 class Reloader:
-    """Watches routes.toml (and, with ``reload_code``, the handler modules) for one server."""
+    """Watches routes.toml and the project's modules for one server, and applies changes."""
 
-    def __init__(
-        self,
-        server: Server,
-        config_path: str | Path,
-        *,
-        watch: bool = True,
-        reload_code: bool = False,
-    ) -> None:
+    def __init__(self, server: Server, config_path: str | Path, *, watch: bool = True) -> None:
         self.server = server
         self.path = Path(config_path)
         self.watch = watch
-        self.reload_code = reload_code
-        self._stamps: dict[Path, Stamp] = {}
+        #: The file stamps a reload last saw (routes.toml and every project module).
+        self._seen: dict[Path, Stamp] = {}
+        #: Each project module's file stamp as of its (re-)import.
+        self._imported: dict[str, Stamp] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         #: Reloads applied and refused, for logs and tests.
         self.applied = 0
         self.refused = 0
 
-    def _watched(self) -> list[Path]:
-        files = [self.path]
-        if self.reload_code:
-            files += [path for _, path in self._code_modules()]
-        return files
+    @property
+    def root(self) -> Path:
+        return self.server.table.config.root
 
-    def _code_modules(self) -> list[tuple[str, Path]]:
-        """Modules of the project folder that the current table or its plugins came from."""
-        root = self.server.table.config.root
-        found: list[tuple[str, Path]] = []
-        for name, module in list(sys.modules.items()):
-            file = getattr(module, "__file__", None)
-            if not file:
-                continue
-            path = Path(file).resolve()
-            if path.is_relative_to(root) and ".venv" not in path.parts:
-                found.append((name, path))
-        return found
+    def _modules(self) -> dict[str, Path]:
+        return project_modules(self.root)
+
+    def _snapshot(self) -> dict[Path, Stamp]:
+        files = [self.path, *self._modules().values()]
+        return {path: _stamp(path) for path in files}
 
     async def start(self) -> None:
         """Begin watching (unless ``watch`` is off) and reload on SIGHUP."""
-        self._stamps = {path: _stamp(path) for path in self._watched()}
+        self._seen = self._snapshot()
+        self._imported = {name: _stamp(path) for name, path in self._modules().items()}
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -146,49 +203,74 @@ class Reloader:
 
     def _on_sighup(self) -> None:
         logger.info("SIGHUP: reloading %s", self.path)
-        asyncio.get_running_loop().create_task(self.reload(reimport=self._changed_code()))
+        asyncio.get_running_loop().create_task(self.reload())
 
     async def _watch(self) -> None:
+        previous = self._seen
         while True:
             await asyncio.sleep(POLL_INTERVAL)
-            changed = [path for path in self._watched() if _stamp(path) != self._stamps.get(path)]
-            if changed:
-                await self.reload(reimport=self._changed_code())
+            now = self._snapshot()
+            # Act on a change only once the files are settled: unchanged since the last poll.
+            if now != self._seen and now == previous:
+                await self.reload()
+            previous = now
 
-    def _changed_code(self) -> list[str]:
-        if not self.reload_code:
-            return []
+    def _changed_modules(self) -> list[str]:
         return [
-            name for name, path in self._code_modules() if _stamp(path) != self._stamps.get(path)
+            name
+            for name, path in self._modules().items()
+            if name in self._imported and _stamp(path) != self._imported[name]
         ]
 
-    async def reload(self, reimport: list[str] | None = None) -> bool:
-        """Load routes.toml again and swap it in; False (old table kept) when it is not valid."""
+    async def reload(self) -> bool:
+        """Re-import the changed project modules, load routes.toml again and swap it in;
+        False (the old table kept) when any of that fails."""
         async with self._lock:
-            self._stamps = {path: _stamp(path) for path in self._watched()}
+            self._seen = self._snapshot()
+            old = self.server.table
             try:
-                for name in reimport or ():
-                    importlib.reload(sys.modules[name])
-                    logger.info("re-imported %s", name)
-                config = load_config(self.path)
-                table = compile_table(config)
-                old = self.server.table
-                hooks = None
-                if config.plugins != old.config.plugins:
-                    hooks = Hooks(create_manager(config))
+                table, hooks = await asyncio.to_thread(self._build, old)
             except ConfigError as error:
-                self.refused += 1
-                self.server.stats.reload_refused()
-                logger.error("reload refused, the running configuration stays:\n%s", error)
+                self._refuse(str(error))
                 return False
-            except Exception:
+            except USER_CODE_FAILURES:
                 self.refused += 1
                 self.server.stats.reload_refused()
                 logger.exception("reload refused, the running configuration stays")
                 return False
-            self._stamps = {path: _stamp(path) for path in self._watched()}
             await self._apply(old, table, hooks)
             return True
+
+    def _build(self, old: DispatchTable) -> tuple[DispatchTable, Hooks | None]:
+        """The new table (and hooks) from the files as they are now. Runs in a worker thread.
+
+        Raises:
+            ConfigError: a located problem: a module that fails to import, a bad routes.toml,
+                or an edit that would remove every route.
+        """
+        changed = self._changed_modules()
+        for name in changed:
+            path = self._modules().get(name)
+            try:
+                reimport(name)
+            except USER_CODE_FAILURES as error:
+                raise ConfigError([import_failure(name, error, self.root)]) from None
+            self._imported[name] = _stamp(path) if path else None
+            logger.info("re-imported %s", name)
+        config = load_config(self.path)
+        _refuse_emptying(old.config, config)
+        table = compile_table(config)
+        for name, path in self._modules().items():
+            self._imported.setdefault(name, _stamp(path))  # imported for the first time now
+        hooks = None
+        if changed or config.plugins != old.config.plugins:
+            hooks = Hooks(create_manager(config))
+        return table, hooks
+
+    def _refuse(self, why: str) -> None:
+        self.refused += 1
+        self.server.stats.reload_refused()
+        logger.error("reload refused, the running configuration stays:\n%s", why)
 
     async def _apply(self, old: DispatchTable, table: DispatchTable, hooks: Hooks | None) -> None:
         server = self.server
@@ -209,6 +291,17 @@ class Reloader:
                 if c.client.path in removed
             ]
             await asyncio.gather(*closing, return_exceptions=True)
+
+
+def _refuse_emptying(old: Config, new: Config) -> None:
+    """An edit that leaves no route would close every client with 4404, which vws.js takes as
+    final: far more often a half-written file than a wish. Refuse it unless asked for."""
+    if old.routes and not new.routes and not os.environ.get(ALLOW_NO_ROUTES):
+        message = (
+            f"the edit removes every route, which would close every client; if you mean it, "
+            f"set {ALLOW_NO_ROUTES}=1 or restart vws"
+        )
+        raise ConfigError([ConfigIssue(new.source, 1, "routes", message)])
 
 
 async def _plugin_lifecycle(

@@ -7,6 +7,18 @@ from vws.errors import ConfigError, Deny, RateLimited
 from vws.hooks import hookimpl
 from vws.runtime.client import Client, Headers
 from vws.runtime.messages import Outgoing
+from vws.runtime.node import Server
+from vws.runtime.node import current as server
 
-__all__ = ["Client", "ConfigError", "Deny", "Headers", "Outgoing", "RateLimited", "hookimpl"]
+__all__ = [
+    "Client",
+    "ConfigError",
+    "Deny",
+    "Headers",
+    "Outgoing",
+    "RateLimited",
+    "Server",
+    "hookimpl",
+    "server",
+]
 __version__ = "0.1.0"

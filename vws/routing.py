@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ import msgspec
 import msgspec.inspect
 
 from vws.config import Config, KeyPath
-from vws.config.model import per_second
+from vws.config.model import per_second, seconds
 from vws.config.references import importable, resolve
 from vws.errors import ConfigError, ConfigIssue, UnresolvedReference
 
@@ -62,11 +62,22 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskRoute:
+    """One ``[tasks]`` entry: the function, and how often it runs (None: once, long-running)."""
+
+    name: str
+    handler: Callback
+    every: float | None
+    retry: float
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchTable:
     """Everything a running server looks up per frame, compiled from one routes.toml."""
 
     config: Config
     routes: Mapping[str, Route]
+    tasks: Mapping[str, TaskRoute] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def route_scoped(self) -> frozenset[str]:
@@ -120,9 +131,22 @@ def compile_table(config: Config) -> DispatchTable:
             rate=per_second(route.rate or config.server.rate),
             burst=route.burst or config.server.burst,
         )
+    tasks = {
+        name: TaskRoute(
+            name,
+            _callback(
+                config, task.handler, _handler_key(config, ("tasks", name)), 1, issues, "(server)"
+            ),
+            None if task.every is None else seconds(task.every),
+            seconds(task.retry),
+        )
+        for name, task in config.tasks.items()
+    }
     if issues:
         raise ConfigError(issues)
-    return DispatchTable(config=config, routes=MappingProxyType(routes))
+    return DispatchTable(
+        config=config, routes=MappingProxyType(routes), tasks=MappingProxyType(tasks)
+    )
 
 
 def _handler_key(config: Config, where: KeyPath) -> KeyPath:
@@ -132,7 +156,12 @@ def _handler_key(config: Config, where: KeyPath) -> KeyPath:
 
 
 def _callback(
-    config: Config, reference: str, at: KeyPath, arity: int, issues: list[ConfigIssue]
+    config: Config,
+    reference: str,
+    at: KeyPath,
+    arity: int,
+    issues: list[ConfigIssue],
+    takes: str | None = None,
 ) -> Callback:
     try:
         function = resolve(reference)
@@ -145,7 +174,7 @@ def _callback(
     try:
         inspect.signature(function).bind(*([None] * arity))
     except TypeError:
-        takes = "(client, payload)" if arity == 2 else "(client)"
+        takes = takes or ("(client, payload)" if arity == 2 else "(client)")
         issues.append(config.issue(at, f"{reference!r} cannot be called with {takes}"))
     except ValueError:  # no signature to inspect (some builtins): trust it
         pass

@@ -32,7 +32,7 @@ def check(args: argparse.Namespace) -> int:
 
 def routes(args: argparse.Namespace) -> int:
     _config, table, _hooks = load(args.config, args.plugins_dir)
-    rows = [("PATH", "EVENT", "HANDLER", "SCHEMA", "MIDDLEWARE")]
+    rows: list[tuple[str, ...]] = [("PATH", "EVENT", "HANDLER", "SCHEMA", "MIDDLEWARE")]
     for path, route in table.routes.items():
         middleware = ", ".join(m.reference for m in route.middleware) or "-"
         scope = " (broadcast: route)" if route.broadcast == "route" else ""
@@ -47,8 +47,19 @@ def routes(args: argparse.Namespace) -> int:
             entries.append(("-", "-", "-"))
         for event, handler, schema in entries:
             rows.append((path + scope, event, handler, schema, middleware))
+    _print_table(rows)
+    if table.tasks:
+        print()
+        tasks: list[tuple[str, ...]] = [("TASK", "HANDLER", "EVERY")]
+        for name, task in table.tasks.items():
+            every = f"{task.every:g} s" if task.every is not None else "(long-running)"
+            tasks.append((name, task.handler.reference, every))
+        _print_table(tasks)
+    return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         print("  ".join(cells).rstrip())
-    return 0

@@ -31,6 +31,20 @@ Rate = Annotated[str, Meta(pattern=r"^(\d+(\.\d+)?/[smh]|0|off)$")]
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+#: A duration: seconds as a number, or ``"100ms"``, ``"5s"``, ``"2m"``, ``"1h"``.
+Duration = Annotated[float, Meta(ge=0)] | Annotated[str, Meta(pattern=r"^\d+(\.\d+)?(ms|s|m|h)$")]
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds(duration: float | str) -> float:
+    """A :data:`Duration` in seconds."""
+    if not isinstance(duration, str):
+        return float(duration)
+    match = re.fullmatch(r"([\d.]+)(ms|s|m|h)", duration)
+    assert match is not None  # the pattern of Duration
+    return float(match[1]) * _UNIT[match[2]]
+
+
 def per_second(rate: str) -> float:
     """A :data:`Rate` as messages per second (0.0: no limit)."""
     if rate in {"0", "off"}:
@@ -171,6 +185,16 @@ class EventConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     timeout: Annotated[float, Meta(gt=0)] | None = None
 
 
+class TaskConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One ``[tasks]`` entry: a function of ``(server)`` run in the background."""
+
+    handler: Reference
+    #: Run every so often; unset: run once, as a long-running task.
+    every: Duration | None = None
+    #: Wait this long before running it again after it raised (or returned, when long-running).
+    retry: Duration = 1.0
+
+
 class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One ``[routes."PATH"]`` table."""
 
@@ -193,6 +217,7 @@ class Config(Struct, frozen=True, kw_only=True):
     admin: AdminConfig = AdminConfig()
     static: StaticConfig | None = None
     routes: dict[str, RouteConfig] = {}
+    tasks: dict[str, TaskConfig] = {}
     lines: dict[KeyPath, int] = {}
 
     @property
@@ -284,8 +309,11 @@ def parse_config(text: str, source: str, *, environ: Mapping[str, str]) -> Confi
             sections[key] = _convert(value, _TOP_LEVEL[key], (key,), issue)
         elif key == "routes":
             sections[key] = _convert_routes(value, issue)
+        elif key == "tasks":
+            sections[key] = _convert_tasks(value, issue)
         else:
-            issue((key,), "unknown key: expected one of server, plugins, admin, static, routes")
+            known = "server, plugins, admin, static, routes, tasks"
+            issue((key,), f"unknown key: expected one of {known}")
 
     server = sections.get("server") or ServerConfig()
     # The file's backplane must name a known scheme even when VWS_BACKPLANE overrides it, but
@@ -306,6 +334,7 @@ def parse_config(text: str, source: str, *, environ: Mapping[str, str]) -> Confi
         admin=_admin_environment(sections.get("admin") or AdminConfig(), environ),
         static=sections.get("static"),
         routes=sections.get("routes") or {},
+        tasks=sections.get("tasks") or {},
         lines=lines,
     )
 
@@ -330,7 +359,11 @@ def _convert(value: Any, type_: Any, at: KeyPath, issue: Any) -> Any:
 def _plain(message: str) -> str:
     """msgspec's wording, made to read as a sentence for a routes.toml author."""
     message = message.replace("`", "")
-    if "matching regex" in message:  # only references carry a pattern
+    if "matching regex" in message and "ms|s|m|h" in message:
+        return 'expected a duration: seconds, or a string like "100ms", "5s", "2m"'
+    if "matching regex" in message and "/[smh]" in message:
+        return 'expected a rate like "100/s" or "600/m", or "off"'
+    if "matching regex" in message:  # references
         return 'expected a reference "package.module:attribute"'
     if message.startswith("Expected "):
         return "expected " + message[len("Expected ") :]
@@ -356,6 +389,20 @@ def _convert_routes(value: Any, issue: Any) -> dict[str, RouteConfig] | None:
         if route is not None and events is not None:
             routes[path] = msgspec.structs.replace(route, events=events)
     return routes
+
+
+def _convert_tasks(value: Any, issue: Any) -> dict[str, TaskConfig] | None:
+    if not isinstance(value, dict):
+        issue(("tasks",), f"expected a table of tasks, got {type(value).__name__}")
+        return None
+    tasks: dict[str, TaskConfig] = {}
+    for name, spec in value.items():
+        if isinstance(spec, str):
+            spec = {"handler": spec}
+        task = _convert(spec, TaskConfig, ("tasks", name), issue)
+        if task is not None:
+            tasks[name] = task
+    return tasks
 
 
 def _convert_events(value: Any, at: KeyPath, issue: Any) -> dict[str, EventConfig] | None:

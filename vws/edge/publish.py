@@ -6,8 +6,8 @@ The body is one message or a JSON array of them (the batch form)::
     {"path": "/ws", "client_id": "Xy3...", "event": "notice", "payload": "hi"}
     {"path": "/ws", "broadcast": true, "event": "maintenance", "payload": null}
 
-Each message goes through :meth:`vws.runtime.fanout.Fanout.send` exactly as a handler's ``to_room``,
-``to`` or ``broadcast`` does, with no sender: the ``vws_emit`` plugins see it (``sender`` is
+Each message goes through :meth:`vws.runtime.node.Server.to_room`, ``to`` or ``broadcast``,
+which send exactly as a handler's do, with no sender: the ``vws_emit`` plugins see it (``sender`` is
 None) and the backplane carries it to the other nodes. ``path`` is a route of routes.toml: the
 room's path, or the route whose broadcast domain a broadcast uses.
 
@@ -26,7 +26,6 @@ from msgspec import Meta, Struct
 from vws.edge.access import bearer_matches
 from vws.errors import ProtocolError
 from vws.protocol import MAX_EVENT_LENGTH, PROTOCOL_EVENTS, check_room
-from vws.runtime.messages import Kind, Outgoing
 from vws.runtime.node import Server
 
 PATH = "/_vws/api/publish"
@@ -117,28 +116,14 @@ def _problem(message: Message, server: Server) -> str | None:
 
 
 def send(message: Message, server: Server) -> bool:
-    """Hand one message to the fan-out; False when its client is connected to no node."""
-    kind: Kind
-    target: str | None
+    """Send one message as :func:`vws.server`'s methods do; False when its client is connected
+    to no node."""
     if message.client_id is not None:
-        client_id = message.client_id
-        if client_id not in server.hub.clients and not server.backplane.has_client(client_id):
-            return False
-        kind, target = "to", client_id
-    elif message.room is not None:
-        kind, target = "room", message.room
+        return server.to(message.client_id, message.event, message.payload)
+    if message.room is not None:
+        server.to_room(message.path, message.room, message.event, message.payload)
     else:
-        kind, target = "broadcast", None
-    server.fanout.send(
-        Outgoing(
-            kind=kind,
-            event=message.event,
-            payload=message.payload,
-            path=message.path,
-            target=target,
-            sender=None,
-        )
-    )
+        server.broadcast(message.path, message.event, message.payload)
     return True
 
 

@@ -97,6 +97,7 @@ def report(server: Server) -> dict[str, Any]:
             {"name": p.name, "source": p.source, "version": p.version, "hooks": list(p.hooks)}
             for p in server.hooks.plugins.values()
         ],
+        "tasks": server.tasks.report(),
         "backplane": health_report(server)["backplane"],
         "config": {
             "file": table.config.source,

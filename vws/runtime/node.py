@@ -2,6 +2,13 @@
 
 A :class:`Server` outlives any one routes.toml: :meth:`Server.swap` replaces its dispatch table
 with a single assignment while connections keep being served.
+
+It is also how code outside a handler sends: a background task, a startup hook, another
+framework's request handler, a thread. :func:`vws.server` gives the running node; its
+:meth:`~Server.to_room`, :meth:`~Server.to` and :meth:`~Server.broadcast` send exactly as a
+handler's do (through the ``vws_emit`` hooks, and across nodes through the backplane, with no
+sender), and may be called from any thread: off the event loop's thread, the send is handed to
+the loop and happens on its next turn, in the order the calls were made.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,12 +26,13 @@ from vws.hooks import Hooks
 from vws.routing import DispatchTable
 from vws.runtime.fanout import Fanout
 from vws.runtime.hub import Hub
+from vws.runtime.messages import Outgoing
 from vws.runtime.stats import Stats
+from vws.runtime.tasks import Tasks
 
 if TYPE_CHECKING:
     from vws.runtime.client import Client
     from vws.runtime.connection import Connection
-    from vws.runtime.messages import Outgoing
 
 logger = logging.getLogger("vws.runtime.node")
 
@@ -50,11 +59,19 @@ class Server:
         #: Connections waiting on an async handler or hooks, overseen by :meth:`watch`.
         self.busy: set[Connection] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        #: The event loop serving this node and its thread, once started (for thread-safe sends).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        #: routes.toml's [tasks], running once the node has started.
+        self.tasks = Tasks(self)
+        self._started = False
 
     def swap(self, table: DispatchTable, hooks: Hooks | None = None) -> None:
         """Serve a new dispatch table (and hooks, when given) from the next frame on."""
         self.table = table
         self.stats.reloaded(table)
+        if self._started:
+            self.tasks.update(table.tasks)
         self.hub.route_scoped = table.route_scoped
         if hooks is not None:
             self.hooks = hooks
@@ -88,10 +105,62 @@ class Server:
         """What ``vws_startup`` implementations are called with."""
         return {"config": self.table.config, "server": self}
 
+    # Sending from anywhere: what code outside a handler calls.
+
+    def to_room(self, path: str, room: str, event: str, payload: Any = None) -> None:
+        """Send a frame to every member of ``room`` on ``path``, on every node."""
+        self._send_from_anywhere(
+            Outgoing(kind="room", event=event, payload=payload, path=path, target=room)
+        )
+
+    def to(self, client_id: str, event: str, payload: Any = None) -> bool:
+        """Send a frame to one client, on any node; False when no such client is connected."""
+        if not self.has_client(client_id):
+            return False
+        self._send_from_anywhere(
+            Outgoing(kind="to", event=event, payload=payload, path="", target=client_id)
+        )
+        return True
+
+    def broadcast(self, path: str, event: str, payload: Any = None) -> None:
+        """Send a frame to every client in the broadcast domain of ``path``: every route, or
+        ``path`` alone when it has ``broadcast = "route"``."""
+        self._send_from_anywhere(
+            Outgoing(kind="broadcast", event=event, payload=payload, path=path)
+        )
+
+    def rooms(self, path: str) -> list[str]:
+        """The rooms on ``path`` that have members on this node."""
+        return sorted(room for route, room in self.hub.rooms.names() if route == path)
+
+    def members(self, path: str, room: str) -> list[str]:
+        """The client ids of this node's members of ``room`` on ``path``."""
+        connections = self.connections
+        return sorted(
+            client_id
+            for client_id, connection in connections.items()
+            if connection.client.path == path and room in connection.client._rooms
+        )
+
+    def _send_from_anywhere(self, message: Outgoing) -> None:
+        if message.kind != "to" and message.path not in self.table.routes:
+            raise ValueError(f"no route {message.path!r} in routes.toml")
+        loop = self.loop
+        if loop is not None and threading.get_ident() != self._thread:
+            loop.call_soon_threadsafe(self.fanout.send, message)
+        else:
+            self.fanout.send(message)
+
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        global _running
+        _running = self
         await self.backplane.start(self.hub.deliver, self.hub.clients)
         self._watchdog = asyncio.get_running_loop().create_task(self.watch())
         await self.hooks.call("vws_startup", **self.startup_arguments())
+        self._started = True
+        self.tasks.start(self.table.tasks)
 
     async def watch(self) -> None:
         """Oversee busy connections every :data:`WATCH_INTERVAL`: time out their handlers and
@@ -104,12 +173,17 @@ class Server:
                     connection.oversee(now)
 
     async def stop(self) -> None:
+        self._started = False
+        await self.tasks.stop()
         for connection in list(self.connections.values()):
             await connection.close(1001, "server shutting down")
         if self._watchdog is not None:
             self._watchdog.cancel()
         await self.hooks.observe("vws_shutdown", server=self)
         await self.backplane.stop()
+        global _running
+        if _running is self:
+            _running = None
 
     async def join(self, client: Client, room: str) -> bool:
         """Add ``client`` to ``room`` if the hooks allow; False when it was a member already.
@@ -166,6 +240,21 @@ class Server:
         connection = self.connections.get(client.client_id)
         if connection is not None:
             await connection.close(code, reason)
+
+
+#: The node started last in this process (what :func:`current` answers).
+_running: Server | None = None
+
+
+def current() -> Server:
+    """The running vws node of this process, to send from code outside a handler.
+
+    Raises:
+        RuntimeError: no node has started (yet) in this process.
+    """
+    if _running is None:
+        raise RuntimeError("no vws server is running in this process (yet)")
+    return _running
 
 
 def server_of(client: Client) -> Server:

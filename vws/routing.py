@@ -42,6 +42,8 @@ class EventRoute:
     schema_reference: str | None = None
     #: Seconds the handler may run before the client is told ``handler_timeout``.
     timeout: float = 30.0
+    #: Run the (plain ``def``) handler in a worker thread.
+    thread: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,13 @@ def compile_table(config: Config) -> DispatchTable:
             schema = None
             if event.schema is not None:
                 schema = _schema(config, event.schema, (*where, "schema"), issues)
-            events[name] = EventRoute(name, handler, schema, event.schema, event.timeout or timeout)
+            if event.thread and handler.is_async:
+                issues.append(
+                    config.issue((*where, "thread"), "thread = true is for a def handler")
+                )
+            events[name] = EventRoute(
+                name, handler, schema, event.schema, event.timeout or timeout, event.thread
+            )
         routes[path] = Route(
             path=path,
             events=MappingProxyType(events),

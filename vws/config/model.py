@@ -76,6 +76,8 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     allowed_hosts: tuple[Annotated[str, Meta(min_length=1)], ...] = ()
     #: Seconds an async handler (or a join's hooks) may run before ``handler_timeout``.
     handler_timeout: Annotated[float, Meta(gt=0)] = 30.0
+    #: A plain ``def`` handler running longer than this (seconds) is named in a warning.
+    slow_handler: Annotated[float, Meta(gt=0)] = 0.1
     backplane: str = "memory://"
     #: Keepalive ping interval and the time a pong may take (seconds; 0 turns pings off).
     ping_interval: Annotated[float, Meta(ge=0)] = 20.0
@@ -183,6 +185,8 @@ class EventConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     schema: Reference | None = None
     #: Seconds this event's handler may run; unset: the route's, then the server's.
     timeout: Annotated[float, Meta(gt=0)] | None = None
+    #: Run this ``def`` handler in a worker thread (frames are still handled in order).
+    thread: bool = False
 
 
 class TaskConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

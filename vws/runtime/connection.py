@@ -140,6 +140,7 @@ class Connection:
         self._refilled = perf_counter()
         self._refusals = 0
         self.max_fanout = settings.max_fanout
+        self.slow_handler = settings.slow_handler
 
     def _send_text(self, text: str) -> Coroutine[Any, Any, None]:
         """The socket's send of one text frame, returned rather than awaited here: the outbox
@@ -264,7 +265,7 @@ class Connection:
             return False
         route = self.server.table.routes.get(self.client.path)
         target = route.events.get(frame.event) if route is not None else None
-        return target is None or not target.handler.is_async
+        return target is None or not (target.handler.is_async or target.thread)
 
     async def dispatch(self, frame: InboundFrame) -> None:
         """Refuse or run one decoded frame, then acknowledge or report."""
@@ -292,13 +293,20 @@ class Connection:
                 started = perf_counter()
                 client.fanout_budget = self.max_fanout
                 try:
-                    result = handler.function(client, payload)
-                    if handler.is_async:
+                    if target.thread:  # a def handler the route runs off the event loop
                         self._busy(target.timeout, started)
-                        result = await result
+                        result = await asyncio.to_thread(handler.function, client, payload)
+                    else:
+                        result = handler.function(client, payload)
+                        if handler.is_async:
+                            self._busy(target.timeout, started)
+                            result = await result
                 finally:
                     client.fanout_budget = None
-                    server.stats.handled(client.path, event, perf_counter() - started)
+                    took = perf_counter() - started
+                    server.stats.handled(client.path, event, took)
+                    if took > self.slow_handler and not (handler.is_async or target.thread):
+                        server.held_the_loop(client.path, event, handler.reference, took)
         except ProtocolError as error:
             self._error(error.code, error.message, frame_id)
         except Deny as deny:

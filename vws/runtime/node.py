@@ -62,6 +62,8 @@ class Server:
         #: The event loop serving this node and its thread, once started (for thread-safe sends).
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
+        #: Handlers already warned about for holding the event loop (one warning each).
+        self._slow_handlers: set[str] = set()
         #: routes.toml's [tasks], running once the node has started.
         self.tasks = Tasks(self)
         self._started = False
@@ -95,7 +97,26 @@ class Server:
                 )
                 raise FanoutLimit(f"more than {limit} frames from one handler call")
             sender.fanout_budget -= cost
-        self.fanout.send(message)
+        if self.loop is not None and threading.get_ident() != self._thread:
+            # a handler running with thread = true: deliver on the loop, in call order
+            self.loop.call_soon_threadsafe(self.fanout.send, message)
+        else:
+            self.fanout.send(message)
+
+    def held_the_loop(self, path: str, event: str, reference: str, seconds: float) -> None:
+        """A plain ``def`` handler ran longer than ``[server] slow_handler``: while it ran, no
+        other client was served. Said once per handler, not once per frame."""
+        if reference in self._slow_handlers:
+            return
+        self._slow_handlers.add(reference)
+        logger.warning(
+            "handler %s of %r on %s held the event loop for %.0f ms: every client waited. "
+            "Make it async, or set thread = true on the event to run it in a worker thread",
+            reference,
+            event,
+            path,
+            seconds * 1000,
+        )
 
     def has_client(self, client_id: str) -> bool:
         """Whether ``client_id`` is connected here or, as the backplane knows, on another node."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import Any
 
 from vws.cli import add_command, load
-from vws.config import ServerConfig
+from vws.config import Config, ServerConfig
 from vws.ops.metrics import multiprocess_metrics
 from vws.ops.workers import Supervisor, reuse_port_socket
 
@@ -82,17 +83,15 @@ def run_command(args: argparse.Namespace) -> int:
     settings = config.server
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        print("vws: --port must be 0 to 65535", file=sys.stderr)
+        return 2
     if args.workers != 1:
         return run_workers(args, settings, host, port)
     log_config = logs.configure(args.log_format, args.log_level)
     server = Server(table, hooks)
     reloader = Reloader(server, args.config, watch=args.watch)
     app = create_app(server, reloader)
-    print(
-        f"vws: serving {len(table.routes)} route(s) from {config.source} on ws://{host}:{port}",
-        file=sys.stderr,
-        flush=True,
-    )
     uvicorn_config = uvicorn.Config(
         app,
         host=host,
@@ -106,9 +105,66 @@ def run_command(args: argparse.Namespace) -> int:
         log_config=log_config,
         timeout_graceful_shutdown=max(1, int(settings.close_timeout)),
     )
-    sockets = [reuse_port_socket(host, port)] if args.reuse_port else None
-    uvicorn.Server(uvicorn_config).run(sockets=sockets)
+    try:
+        # uvicorn reports a port it cannot bind with a log line of its own; this says it in
+        # vws's words first (the probe closes at once, so uvicorn still binds as it always does)
+        sockets = [reuse_port_socket(host, port)] if args.reuse_port else None
+        if sockets is None:
+            probe_port(host, port)
+    except OSError as exc:
+        print(f"vws: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    serving_server(uvicorn_config, config, table).run(sockets=sockets)
     return 0
+
+
+def probe_port(host: str, port: int) -> None:
+    """Bind ``host:port`` the way uvicorn will and let go of it; raises OSError if it is taken
+    or the address is not this machine's."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+
+
+def banner(config: Config, table: Any, host: str, port: int) -> str:
+    """What a new user needs to start: the routes, the page (when [static] serves one) and the
+    status page, with the port actually bound (``--port 0`` picks one)."""
+    lines = [f"vws: serving {len(table.routes)} route(s) from {config.source}"]
+    for path, route in table.routes.items():
+        lines.append(f"vws:   ws://{host}:{port}{path} ({len(route.events)} event(s))")
+    if config.static is not None:
+        lines.append(f"vws: page: http://{host}:{port}{config.static.prefix}")
+    lines.append(f"vws: status: http://{host}:{port}/_vws")
+    return "\n".join(lines)
+
+
+def serving_server(config: Any, vws_config: Config, table: Any) -> Any:
+    """A uvicorn server that prints vws's banner once it listens (uvicorn is imported here, on
+    first use, as the rest of this command does)."""
+    import uvicorn
+
+    class Serving(uvicorn.Server):
+        """A uvicorn server that prints vws's banner once its sockets listen, so a user who
+        reads "serving" can connect at once."""
+
+        def __init__(self, config: uvicorn.Config, vws_config: Config, table: Any) -> None:
+            super().__init__(config)
+            self.vws_config = vws_config
+            self.table = table
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.should_exit or not self.servers:
+                return
+            bound = self.servers[0].sockets[0].getsockname()
+            print(
+                banner(self.vws_config, self.table, self.config.host, bound[1]),
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return Serving(config, vws_config, table)
 
 
 def run_workers(args: argparse.Namespace, settings: ServerConfig, host: str, port: int) -> int:

@@ -25,11 +25,13 @@ logger = logging.getLogger("vws.edge.websocket")
 
 
 def request_path(scope: Scope) -> str:
-    """The URL path of the handshake, as the client wrote it (percent-decoded)."""
+    """The URL path of the request, as the client wrote it (percent-decoded), relative to the
+    point vws is mounted at (the ``root_path`` a framework's mount sets) when it is mounted."""
     raw: bytes | None = scope.get("raw_path")
-    if raw:
-        return unquote(raw.decode("latin-1").partition("?")[0])
-    path: str = scope["path"]
+    path: str = unquote(raw.decode("latin-1").partition("?")[0]) if raw else scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
     return path
 
 

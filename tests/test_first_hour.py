@@ -8,10 +8,15 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import APPS, REPO, RunningServer
 from wsclient import Peer
+
+from vws.protocol import encode_frame
+from vws.runtime.client import Client
+from vws.runtime.messages import Outgoing
 
 pytestmark = pytest.mark.anyio
 
@@ -78,3 +83,79 @@ def test_a_port_out_of_range_is_one_line_and_status_2(tmp_path: Path, port: str)
     run = vws(tmp_path, "run", "--port", port)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().splitlines() == ["vws: --port must be 0 to 65535"]
+
+
+class RecordingHost:
+    """The node side of a :class:`Client`, keeping what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+
+    def send(self, message: Outgoing) -> None:
+        self.sent.append(message)
+
+    def has_client(self, client_id: str) -> bool:
+        return True
+
+    async def join(self, client: Client, room: str) -> bool:
+        raise NotImplementedError
+
+    async def leave(self, client: Client, room: str) -> bool:
+        raise NotImplementedError
+
+    async def close_client(self, client: Client, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda c: c.emit({"text": "hi"}, "evt"),
+            "emit(): event must be a str, got dict — the order is emit(event, payload)",
+        ),
+        (
+            lambda c: c.to_room("evt", 7),
+            "to_room(): room must be a str, got int — the order is to_room(event, room, payload)",
+        ),
+        (
+            lambda c: c.to_room(None, "lobby"),
+            "to_room(): event must be a str, got NoneType — the order is to_room(event, room, "
+            "payload)",
+        ),
+        (
+            lambda c: c.to({"id": 1}, "evt"),
+            "to(): client_id must be a str, got dict — the order is to(client_id, event, payload)",
+        ),
+        (
+            lambda c: c.broadcast(["evt"]),
+            "broadcast(): event must be a str, got list — the order is broadcast(event, payload)",
+        ),
+    ],
+)
+def test_a_send_with_the_wrong_types_raises_at_the_call(call: Any, message: str):
+    host = RecordingHost()
+    with pytest.raises(TypeError) as raised:
+        call(Client(host, "/ws", {}))
+    assert str(raised.value) == message
+    assert host.sent == []
+
+
+@pytest.mark.parametrize("method", ["emit", "to_room", "broadcast"])
+async def test_awaiting_a_send_says_it_is_not_a_coroutine(method: str):
+    host = RecordingHost()
+    client = Client(host, "/ws", {})
+    args = ("evt", "lobby") if method == "to_room" else ("evt",)
+    with pytest.raises(
+        TypeError, match=rf"^{method}\(\) is not a coroutine: call it without await$"
+    ):
+        await getattr(client, method)(*args)
+    assert len(host.sent) == 1  # it was sent all the same: only the await is wrong
+
+
+def test_what_a_send_returns_encodes_as_null():
+    """A handler that returns ``client.emit(...)`` still acks with null, as before."""
+    client = Client(RecordingHost(), "/ws", {})
+    assert encode_frame("ack", client.emit("evt"), 1) == '{"event":"ack","payload":null,"id":1}'
+    with pytest.raises(TypeError, match="Encoding objects of type object is unsupported"):
+        encode_frame("ack", object())

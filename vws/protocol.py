@@ -8,7 +8,8 @@ clients without encoding it again.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Generator
+from typing import Annotated, Any, NoReturn
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -81,7 +82,31 @@ class OutboundFrame(Struct, omit_defaults=True):
 
 _decoder = msgspec.json.Decoder(InboundFrame)
 _loose_decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
+
+
+class Sent:
+    """What :meth:`vws.Client.emit`, ``to_room`` and ``broadcast`` return: nothing of use, but
+    ``await client.emit(...)`` then says what is wrong instead of Python's "object NoneType
+    can't be used in 'await' expression". One constant a method, so sending allocates nothing;
+    a handler that returns it has its ack carry null, as the None it stands for did."""
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: str) -> None:
+        self._method = method
+
+    def __await__(self) -> Generator[Any, None, NoReturn]:
+        raise TypeError(f"{self._method}() is not a coroutine: call it without await")
+
+
+def _enc_hook(value: Any) -> Any:
+    """msgspec calls this only for a type it cannot encode: the one it takes is :class:`Sent`."""
+    if isinstance(value, Sent):
+        return None
+    raise TypeError(f"Encoding objects of type {type(value).__name__} is unsupported")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 
 
 def decode_frame(text: str | bytes) -> InboundFrame:

@@ -14,11 +14,23 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from vws.errors import ProtocolError
-from vws.protocol import check_room
+from vws.protocol import Sent, check_room
 from vws.runtime.messages import Outgoing
 
 if TYPE_CHECKING:
     from vws.runtime.outbox import Outbox
+
+_EMITTED = Sent("emit")
+_TO_ROOM = Sent("to_room")
+_BROADCAST = Sent("broadcast")
+
+
+def _wrong(method: str, name: str, value: Any, order: str) -> TypeError:
+    """The error for an argument of the wrong type, raised at the call rather than where the
+    frame is encoded or routed, with the order a swapped call should have had."""
+    return TypeError(
+        f"{method}(): {name} must be a str, got {type(value).__name__} — the order is {order}"
+    )
 
 
 class Host(Protocol):
@@ -137,7 +149,13 @@ class Client:
         return self._query
 
     def emit(self, event: str, payload: Any = None) -> None:
-        """Send a frame to this client."""
+        """Send a frame to this client.
+
+        Raises:
+            TypeError: ``event`` is not a str (the arguments swapped, most often).
+        """
+        if not isinstance(event, str):
+            raise _wrong("emit", "event", event, "emit(event, payload)")
         self._host.send(
             Outgoing(
                 kind="emit",
@@ -148,17 +166,35 @@ class Client:
                 sender=self,
             )
         )
+        return _EMITTED  # type: ignore[return-value]  # None to a caller, an error to await
 
     def to_room(self, event: str, room: str, payload: Any = None) -> None:
-        """Send a frame to every member of ``room`` on this path (this client too, if a member)."""
+        """Send a frame to every member of ``room`` on this path (this client too, if a member).
+
+        Raises:
+            TypeError: ``event`` or ``room`` is not a str.
+        """
+        if not isinstance(event, str):
+            raise _wrong("to_room", "event", event, "to_room(event, room, payload)")
+        if not isinstance(room, str):
+            raise _wrong("to_room", "room", room, "to_room(event, room, payload)")
         self._host.send(
             Outgoing(
                 kind="room", event=event, payload=payload, path=self.path, target=room, sender=self
             )
         )
+        return _TO_ROOM  # type: ignore[return-value]
 
     def to(self, client_id: str, event: str, payload: Any = None) -> bool:
-        """Send a frame to one client, on any path; False when no such client is connected."""
+        """Send a frame to one client, on any path; False when no such client is connected.
+
+        Raises:
+            TypeError: ``client_id`` or ``event`` is not a str.
+        """
+        if not isinstance(client_id, str):
+            raise _wrong("to", "client_id", client_id, "to(client_id, event, payload)")
+        if not isinstance(event, str):
+            raise _wrong("to", "event", event, "to(client_id, event, payload)")
         host = self._host
         if not host.has_client(client_id):
             return False
@@ -176,10 +212,17 @@ class Client:
 
     def broadcast(self, event: str, payload: Any = None) -> None:
         """Send a frame to every other client: of every path, or of this path only when the
-        route has ``broadcast = "route"`` (such routes do not hear other paths' broadcasts)."""
+        route has ``broadcast = "route"`` (such routes do not hear other paths' broadcasts).
+
+        Raises:
+            TypeError: ``event`` is not a str.
+        """
+        if not isinstance(event, str):
+            raise _wrong("broadcast", "event", event, "broadcast(event, payload)")
         self._host.send(
             Outgoing(kind="broadcast", event=event, payload=payload, path=self.path, sender=self)
         )
+        return _BROADCAST  # type: ignore[return-value]
 
     async def join(self, room: str) -> bool:
         """Join a room on this path, asking the ``vws_join_room`` hooks first.

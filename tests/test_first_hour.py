@@ -159,3 +159,17 @@ def test_what_a_send_returns_encodes_as_null():
     assert encode_frame("ack", client.emit("evt"), 1) == '{"event":"ack","payload":null,"id":1}'
     with pytest.raises(TypeError, match="Encoding objects of type object is unsupported"):
         encode_frame("ack", object())
+
+
+@pytest.mark.parametrize("event", ["joinRoom", "leftRoom"])
+async def test_a_room_inside_the_payload_is_shown_the_frame_to_send(
+    demo_server: RunningServer, event: str
+):
+    async with await Peer.connect(f"{demo_server.url}/ws") as peer:
+        reply = await peer.request(event, {"room": "lobby"})
+        assert reply["event"] == "error", reply
+        assert reply["payload"] == {
+            "code": "bad_room",
+            "message": f'this event needs a room: send {{"event": "{event}", "room": "lobby"}}',
+        }
+        assert (await peer.request(event))["payload"]["message"] == "this event needs a room"

@@ -8,6 +8,7 @@ clients without encoding it again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from typing import Annotated, Any, NoReturn
 
@@ -150,15 +151,24 @@ def _salvage_id(text: str | bytes) -> FrameId | None:
     return None
 
 
-def check_room(room: Any) -> str:
-    """The room name of a room event.
+def check_room(room: Any, frame: InboundFrame | None = None) -> str:
+    """The room name of a room event; ``frame``, when given, is the frame it came in.
 
     Raises:
-        ProtocolError: ``bad_room`` when it is missing, not a string, empty or too long.
+        ProtocolError: ``bad_room`` when it is missing, not a string, empty or too long. A
+            frame that put its room inside its payload, as other events carry their data, is
+            shown the frame it should have sent.
     """
     if type(room) is str and 0 < len(room) <= MAX_ROOM_LENGTH:
         return room
     if room is UNSET:
+        payload = None if frame is None else frame.payload
+        if isinstance(payload, dict) and "room" in payload:
+            assert frame is not None
+            named = payload["room"]
+            example = named if type(named) is str and 0 < len(named) <= MAX_ROOM_LENGTH else "lobby"
+            right = json.dumps({"event": frame.event, "room": example})
+            raise ProtocolError("bad_room", f"this event needs a room: send {right}")
         raise ProtocolError("bad_room", "this event needs a room")
     raise ProtocolError("bad_room", f"room must be a string of 1 to {MAX_ROOM_LENGTH} characters")
 

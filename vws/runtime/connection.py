@@ -278,12 +278,12 @@ class Connection:
                 self._busy(self._route_timeout())
                 await self._message_hooks(event, frame.payload)
             if event in JOIN_EVENTS:
-                room = check_room(frame.room)
+                room = check_room(frame.room, frame)
                 self._busy(self._route_timeout())
                 await server.join(client, room)
                 result: Any = {"room": room}
             elif event in LEAVE_EVENTS:
-                room = check_room(frame.room)
+                room = check_room(frame.room, frame)
                 self._busy(self._route_timeout())
                 await server.leave(client, room)
                 result = {"room": room}

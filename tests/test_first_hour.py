@@ -173,3 +173,27 @@ async def test_a_room_inside_the_payload_is_shown_the_frame_to_send(
             "message": f'this event needs a room: send {{"event": "{event}", "room": "lobby"}}',
         }
         assert (await peer.request(event))["payload"]["message"] == "this event needs a room"
+
+
+def test_check_warns_of_a_class_annotated_payload_without_a_schema(tmp_path: Path):
+    (tmp_path / "routes.toml").write_text(
+        '[routes."/ws".events]\n'
+        'chat = "first_hour:on_chat"\n'
+        'point = "first_hour:on_point"\n'
+        'raw = "first_hour:on_raw"\n'
+        'loose = "first_hour:on_loose"\n'
+        '[routes."/ws".events.typed]\n'
+        'handler = "first_hour:on_chat"\n'
+        'schema = "first_hour:ChatMessage"\n'
+    )
+    run = vws(tmp_path, "check")
+    assert run.returncode == 0, run.stderr
+    warnings = [line for line in run.stdout.splitlines() if "warning" in line]
+    assert warnings == [
+        'routes.toml:2: routes."/ws".events.chat: warning: the handler\'s payload is annotated '
+        "ChatMessage but the event has no schema, so it gets the raw JSON; add schema = "
+        '"first_hour:ChatMessage"',
+        'routes.toml:3: routes."/ws".events.point: warning: the handler\'s payload is annotated '
+        "Point but the event has no schema, so it gets the raw JSON; add schema = "
+        '"first_hour:Point"',
+    ]

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
+import typing
+from typing import Any
+
+import msgspec
 
 from vws.cli import add_command, add_plugins_dir, load
+from vws.config.model import dotted
+from vws.routing import EventRoute
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +35,41 @@ def check(args: argparse.Namespace) -> int:
         if not route.events and route.on_connect is None:
             line = config.lines.get(("routes", path), 1)
             print(f'{config.source}:{line}: routes."{path}": warning: the route has no events')
+        for name, event in route.events.items():
+            if event.schema is None and (typed := payload_class(event)) is not None:
+                key = ("routes", path, "events", name)
+                line = config.lines.get(key, 1)
+                print(
+                    f"{config.source}:{line}: {dotted(key)}: warning: the handler's payload is "
+                    f"annotated {typed.__qualname__} but the event has no schema, so it gets the "
+                    f'raw JSON; add schema = "{typed.__module__}:{typed.__qualname__}"'
+                )
     return 0
+
+
+def payload_class(event: EventRoute) -> type[Any] | None:
+    """The class the handler's payload parameter is annotated with, when msgspec could convert
+    a payload to it: a handler so annotated but with no ``schema`` would be given a dict (or a
+    list, a str...) where it expects the class, and fail at its first attribute."""
+    function = inspect.unwrap(event.handler.function)
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+        hints = typing.get_type_hints(function)
+    except Exception:  # an annotation that does not resolve is the handler's own business
+        return None
+    if len(parameters) < 2:
+        return None
+    hint = hints.get(parameters[1].name)
+    if not isinstance(hint, type):
+        return None
+    convertible = (
+        issubclass(hint, msgspec.Struct)
+        or dataclasses.is_dataclass(hint)
+        or hasattr(hint, "__attrs_attrs__")
+        or typing.is_typeddict(hint)
+        or (issubclass(hint, tuple) and hasattr(hint, "_fields"))
+    )
+    return hint if convertible else None
 
 
 def routes(args: argparse.Namespace) -> int:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from conftest import APPS, REPO, RunningServer
 from wsclient import Peer
 
+from vws import logs
 from vws.protocol import encode_frame
 from vws.runtime.client import Client
 from vws.runtime.messages import Outgoing
@@ -197,3 +200,56 @@ def test_check_warns_of_a_class_annotated_payload_without_a_schema(tmp_path: Pat
         "Point but the event has no schema, so it gets the raw JSON; add schema = "
         '"first_hour:Point"',
     ]
+
+
+SECRETS = ("s3cret-token", "s3cret-query", "s3cret-payload")
+
+
+async def test_debug_logs_carry_no_header_token_or_payload(tmp_path: Path):
+    config = tmp_path / "routes.toml"
+    config.write_text('[routes."/ws".events]\necho = "e2e_handlers:echo"\n')
+    server = RunningServer(config, args=("--log-level", "debug"))
+    try:
+        url = f"{server.url}/ws?token=s3cret-query"
+        headers = {"Authorization": "Bearer s3cret-token"}
+        async with await Peer.connect(url, additional_headers=headers) as peer:
+            assert await peer.call("echo", "s3cret-payload") == "s3cret-payload"
+            await peer.send({"event": "nope", "payload": "s3cret-payload"})
+            assert (await peer.recv())["payload"]["code"] == "unknown_event"
+    finally:
+        server.stop()
+    log = server.log()
+    assert "vws: status:" in log
+    assert "disconnect" in log  # and the connection's end was logged too
+    assert [secret for secret in SECRETS if secret in log] == [], log
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Put back the logging setup :func:`vws.logs.configure` changes in this process."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = logging.getLogger("websockets").level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("websockets").setLevel(quiet)
+
+
+def test_debug_drops_what_websockets_logs_of_the_wire(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+):
+    """Under uvicorn's own WebSocket protocols websockets logs through ``uvicorn.error``."""
+    logs.configure("text", "debug")
+    wire = logging.getLogger("uvicorn.error")
+    wire.debug("< GET %s HTTP/1.1", "/ws?token=s3cret-query")
+    wire.debug("< %s: %s", "Authorization", "Bearer s3cret-token")
+    wire.debug("< %s", 'TEXT \'{"payload": "s3cret-payload"}\' [30 bytes]')
+    logging.getLogger("websockets.server").debug("> %s", "TEXT 's3cret-payload'")
+    wire.debug("debug lines of uvicorn's own still come")
+    err = capsys.readouterr().err
+    assert [secret for secret in SECRETS if secret in err] == [], err
+    assert "debug lines of uvicorn's own still come" in err

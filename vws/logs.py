@@ -102,6 +102,17 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(fields).decode()
 
 
+def _not_wire_debug(record: logging.LogRecord) -> bool:
+    """Drop websockets' debug lines of the wire: ``< GET /ws?token=... HTTP/1.1``, each
+    handshake header (``< Authorization: Bearer ...``) and each frame with its payload. uvicorn
+    hands websockets its own ``uvicorn.error`` logger, so ``--log-level debug`` under uvicorn's
+    WebSocket implementations (an embedded vws, the bench's targets) would print them all."""
+    if record.levelno != logging.DEBUG:
+        return True
+    message = record.msg
+    return not (isinstance(message, str) and message.startswith(("< ", "> ")))
+
+
 def formatter(log_format: Format) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
@@ -115,6 +126,7 @@ def configure(log_format: Format = "text", level: str = "info") -> dict[str, Any
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
+    handler.addFilter(_not_wire_debug)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -124,6 +136,8 @@ def configure(log_format: Format = "text", level: str = "info") -> dict[str, Any
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
+    # websockets' own loggers print the handshake's headers and every frame at debug
+    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))
     return {
         "version": 1,
         "disable_existing_loggers": False,

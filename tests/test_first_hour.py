@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPS, REPO, RunningServer
+from conftest import APPS, REPO, RunningServer, ServerFactory
 from wsclient import Peer
 
 from vws import logs
@@ -253,3 +257,24 @@ def test_debug_drops_what_websockets_logs_of_the_wire(
     err = capsys.readouterr().err
     assert [secret for secret in SECRETS if secret in err] == [], err
     assert "debug lines of uvicorn's own still come" in err
+
+
+def test_the_access_log_shows_paths_as_requested(start_server: ServerFactory):
+    server = start_server('[routes."/ws".events]\necho = "e2e_handlers:echo"\n')
+    for path in ("/ws", "/nothing/here?x=1", "/_vws"):
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(server.http + path, timeout=10).close()
+    for line in ('"GET /ws HTTP/1.1" 426', '"GET /nothing/here?x=… HTTP/1.1" 404'):
+        assert wait_for_log(server, line), server.log()
+    assert wait_for_log(server, '"GET /_vws HTTP/1.1" 200'), server.log()
+
+
+def wait_for_log(server: RunningServer, text: str, timeout: float = 10.0) -> bool:
+    """Whether ``text`` appears in the server's log within ``timeout`` seconds (a line is
+    written as its response starts, and read from the pipe by another thread)."""
+    deadline = time.monotonic() + timeout
+    while text not in server.log():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)  # polling the pipe's reader: the line's arrival is the event
+    return True

@@ -93,7 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
     reloader = Reloader(server, args.config, watch=args.watch)
     app = create_app(server, reloader)
     uvicorn_config = uvicorn.Config(
-        app,
+        OwnScope(app),
         host=host,
         port=port,
         ws_max_size=settings.max_message_bytes,
@@ -116,6 +116,24 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     serving_server(uvicorn_config, config, table).run(sockets=sockets)
     return 0
+
+
+class OwnScope:
+    """The vws app, given its own copy of an HTTP request's scope.
+
+    Litestar rewrites ``scope["path"]`` to what is left after the mount it routes to (vws's
+    HTTP side is mounted at "/", so ``/ws`` became ``ws/``), and uvicorn's access log reads the
+    path from the same dict once the response is sent: it logged ``GET ws/``. A shallow copy a
+    request keeps the access log's path as requested; WebSocket scopes are passed as they are.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        #: vws.edge.transport finds the node through the app uvicorn serves.
+        self.vws_server = app.vws_server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(dict(scope) if scope["type"] == "http" else scope, receive, send)
 
 
 def probe_port(host: str, port: int) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -278,3 +279,27 @@ def wait_for_log(server: RunningServer, text: str, timeout: float = 10.0) -> boo
             return False
         time.sleep(0.02)  # polling the pipe's reader: the line's arrival is the event
     return True
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/ws", "127.0.0.1:8000/ws"])
+def test_connect_says_it_wants_a_ws_url(tmp_path: Path, url: str):
+    done = vws(tmp_path, "connect", url)
+    assert done.returncode == 2
+    assert done.stderr == f"vws connect: expected a ws:// or wss:// URL, got {url}\n"
+
+
+def test_connect_reports_a_1011_close_at_once(start_server: ServerFactory, tmp_path: Path):
+    """The frame's answer never comes; the close must end the wait, not --timeout."""
+    server = start_server('[routes."/ws".events]\nclose = "e2e_handlers:close"\n')
+    frame = {"event": "close", "payload": {"code": 1011, "reason": "oops"}, "id": 1}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "vws.cli", "connect", "--timeout", "120", server.url + "/ws"],
+        input=json.dumps(frame) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,  # far under --timeout: only the close can have ended it
+    )
+    assert done.returncode == 1
+    assert done.stderr == "vws connect: the server closed the connection with 1011: oops\n"

@@ -190,6 +190,12 @@ def parse_headers(raw: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    scheme, sep, _ = args.url.partition("://")
+    if not sep or scheme.lower() not in {"ws", "wss"}:
+        # websockets' own words for it ("... isn't a valid URI: scheme isn't ws or wss") read
+        # as a failed connection; this is a mistyped command
+        print(f"vws connect: expected a ws:// or wss:// URL, got {args.url}", file=sys.stderr)
+        return 2
     headers = parse_headers(args.header)
     interactive = not args.json and sys.stdin.isatty()
     colour = interactive and not args.no_color and not os.environ.get("NO_COLOR")
@@ -220,7 +226,7 @@ class Session:
         self.colour = colour
         self.ids = itertools.count(1)
         #: id → the future its answer resolves
-        self.waiting: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self.waiting: dict[Any, asyncio.Future[dict[str, Any] | None]] = {}
         self.bad_input = False
 
     async def open(self) -> ClientConnection | None:
@@ -257,7 +263,15 @@ class Session:
             if future is not None and not future.done():
                 future.set_result(frame)
 
-    def expect_answer(self, frame: dict[str, Any]) -> asyncio.Future[dict[str, Any]] | None:
+    def abandon(self) -> None:
+        """The connection has closed: no answer will come, so no wait goes on to its timeout
+        (the close, reported next, says why)."""
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_result(None)
+        self.waiting.clear()
+
+    def expect_answer(self, frame: dict[str, Any]) -> asyncio.Future[dict[str, Any] | None] | None:
         frame_id = frame.get("id")
         if frame_id is None:
             return None
@@ -280,9 +294,10 @@ class Session:
                     stdout.flush()
                     with contextlib.suppress(ValueError):
                         self.answer(json.loads(text))
+            self.abandon()
 
         reader = asyncio.create_task(receive())
-        answers: list[asyncio.Future[dict[str, Any]]] = []
+        answers: list[asyncio.Future[dict[str, Any] | None]] = []
         lines = asyncio.Queue[str | None]()
         loop = asyncio.get_running_loop()
         # a daemon thread, not the executor: a server that closes first must not wait for stdin
@@ -315,7 +330,7 @@ class Session:
             if answers and not reader.done():
                 got = await asyncio.gather(*(_within(future, self.timeout) for future in answers))
                 unanswered = got.count(None)
-                if unanswered:
+                if unanswered and ws.close_code is None:
                     self.fail(f"{unanswered} frame(s) got no answer within {self.timeout} s")
             if ws.close_code is None:
                 await ws.close()
@@ -344,6 +359,7 @@ class Session:
                         continue
                     out.line(show(frame, "←", self.colour))
                     self.answer(frame)
+            self.abandon()
             out.line(paint(f"closed: {ws.close_code} {ws.close_reason}".rstrip(), "2", self.colour))
 
         reader = asyncio.create_task(receive())
@@ -385,6 +401,8 @@ class Session:
             return
         answer = await _within(future, self.timeout)
         took = f"{(time.perf_counter() - started) * 1000:.0f} ms"
+        if answer is None and ws.close_code is not None:
+            return  # the connection closed: the reader reports it
         if answer is None:
             self.waiting.pop(action.frame["id"], None)
             out.line(paint(f"no answer within {self.timeout} s", "31", self.colour))
@@ -392,7 +410,7 @@ class Session:
             out.line(paint(f"answered in {took}", "2", self.colour))
 
 
-async def _within(future: asyncio.Future[dict[str, Any]], seconds: float) -> Any:
+async def _within(future: asyncio.Future[dict[str, Any] | None], seconds: float) -> Any:
     try:
         return await asyncio.wait_for(future, seconds)
     except TimeoutError:

@@ -26,8 +26,8 @@ def test_init_writes_the_project_and_refuses_to_overwrite(project: Path):
     assert names == [
         "handlers.py",
         "plugins/hello.py",
+        "pytest.ini",
         "routes.toml",
-        "tests/conftest.py",
         "tests/test_handlers.py",
     ]
     routes = (project / "routes.toml").read_text()

@@ -303,3 +303,20 @@ def test_connect_reports_a_1011_close_at_once(start_server: ServerFactory, tmp_p
     )
     assert done.returncode == 1
     assert done.stderr == "vws connect: the server closed the connection with 1011: oops\n"
+
+
+@pytest.mark.parametrize("where", [".", "tests"])
+def test_pytest_runs_a_new_project_from_its_folders(tmp_path: Path, where: str):
+    project = tmp_path / "newapp"
+    assert vws(tmp_path, "init", str(project)).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=project / where,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert f"rootdir: {project}\n" in result.stdout  # the project's, from a folder below too

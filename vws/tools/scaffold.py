@@ -158,6 +158,16 @@ def test_on_chat_sends_to_the_room_and_answers_the_length() -> None:
     assert client.sent == [("chat", "lobby", {"from": "client-1", "text": "hi"})]
 '''
 
+#: pytest finds this file from any folder of the project and makes its folder the rootdir, so
+#: `pytest` imports the handlers (pythonpath) and finds the tests wherever it is started.
+PYTEST_INI = """\
+[pytest]
+# `pytest` in this folder runs tests/; in tests/ too. The project's modules import as top-level
+# names (handlers, plugins), as `vws run` imports them.
+testpaths = tests
+pythonpath = .
+"""
+
 
 def routes_toml() -> str:
     """The commented routes.toml of a new project."""
@@ -171,10 +181,7 @@ def files() -> dict[str, str]:
         "handlers.py": HANDLERS,
         "plugins/hello.py": PLUGIN,
         "tests/test_handlers.py": TEST,
-        "tests/conftest.py": (
-            "import sys\nfrom pathlib import Path\n\n"
-            "sys.path.insert(0, str(Path(__file__).resolve().parent.parent))\n"
-        ),
+        "pytest.ini": PYTEST_INI,
     }
 
 

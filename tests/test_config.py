@@ -218,13 +218,21 @@ def test_unknown_top_level_plain_key() -> None:
 
 def test_unknown_key_inside_server() -> None:
     issue = only_issue('[server]\nhost = "h"\nprot = 8000\n')
-    assert (issue.line, issue.key, issue.message) == (3, "server.prot", "unknown key")
-    assert str(issue) == f"{SOURCE}:3: server.prot: unknown key"
+    assert (issue.line, issue.key, issue.message) == (
+        3,
+        "server.prot",
+        "unknown key; did you mean port?",
+    )
+    assert str(issue) == f"{SOURCE}:3: server.prot: unknown key; did you mean port?"
 
 
 def test_unknown_key_inside_a_route() -> None:
     issue = only_issue('[routes."/ws"]\nbroadcast = "route"\nmidleware = []\n')
-    assert (issue.line, issue.key, issue.message) == (3, 'routes."/ws".midleware', "unknown key")
+    assert (issue.line, issue.key, issue.message) == (
+        3,
+        ('routes."/ws".midleware'),
+        "unknown key; did you mean middleware?",
+    )
 
 
 def test_wrong_type_for_port() -> None:
@@ -313,7 +321,7 @@ def test_unknown_key_in_long_form_event() -> None:
     assert (issue.line, issue.key, issue.message) == (
         4,
         'routes."/ws".events.chat.shema',
-        "unknown key",
+        "unknown key; did you mean schema?",
     )
 
 

@@ -320,3 +320,33 @@ def test_pytest_runs_a_new_project_from_its_folders(tmp_path: Path, where: str):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
     assert f"rootdir: {project}\n" in result.stdout  # the project's, from a folder below too
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            "[server]\nmax_mesage_bytes = 10\n",
+            "routes.toml:2: server.max_mesage_bytes: unknown key; did you mean max_message_bytes?",
+        ),
+        (
+            '[routes."/ws"]\nbroadcst = "route"\n'
+            '[routes."/ws".events]\necho = "e2e_handlers:echo"\n',
+            'routes.toml:2: routes."/ws".broadcst: unknown key; did you mean broadcast?',
+        ),
+        (
+            '[routes."/ws".events.chat]\nhandler = "first_hour:on_chat"\n'
+            'schema = "first_hour:ChatMessage"\ntimout = 3\n',
+            'routes.toml:4: routes."/ws".events.chat.timout: unknown key; did you mean timeout?',
+        ),
+        (
+            '[routes."/ws".events]\nchat = "first_hour:on_chatt"\n',
+            "module 'first_hour' has no attribute 'on_chatt'; did you mean on_chat?",
+        ),
+    ],
+)
+def test_a_misspelt_key_or_handler_gets_a_did_you_mean(tmp_path: Path, toml: str, expected: str):
+    (tmp_path / "routes.toml").write_text(toml)
+    run = vws(tmp_path, "check")
+    assert run.returncode != 0
+    assert expected in run.stderr + run.stdout, run.stderr + run.stdout

@@ -9,6 +9,7 @@ References to Python objects are only checked for shape here; :mod:`vws.routing`
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 from msgspec import Meta, Struct
 
 from vws import backplane
@@ -354,10 +356,39 @@ def _convert(value: Any, type_: Any, at: KeyPath, issue: Any) -> Any:
         rel = tuple(name or index for name, index in _PATH_PART.findall(sub))
         unknown = re.match(r"Object contains unknown field `(.+)`", message)
         if unknown:
+            close = difflib.get_close_matches(unknown[1], _keys_at(type_, rel), n=1, cutoff=0.75)
             rel = (*rel, unknown[1])
-            message = "unknown key"
+            message = f"unknown key; did you mean {close[0]}?" if close else "unknown key"
         issue((*at, *rel), _plain(message))
         return None
+
+
+def _keys_at(type_: Any, rel: KeyPath) -> list[str]:
+    """The keys the table at ``rel`` inside ``type_`` may hold, for a misspelt key's "did you
+    mean" (an empty list where the path does not lead to a Struct)."""
+    info: Any = msgspec.inspect.type_info(type_)
+    for part in (*rel, None):
+        while True:  # see through Annotated metadata and Optional
+            if isinstance(info, msgspec.inspect.Metadata):
+                info = info.type
+            elif isinstance(info, msgspec.inspect.UnionType):
+                structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+                if not structs:
+                    return []
+                info = structs[0]
+            else:
+                break
+        if part is None:
+            break
+        if isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == part), None)
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        else:
+            return []
+    if isinstance(info, msgspec.inspect.StructType):
+        return [field.encode_name for field in info.fields]
+    return []
 
 
 def _plain(message: str) -> str:

@@ -8,6 +8,7 @@ prefix.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -74,11 +75,18 @@ def _import_failed(module_name: str, exc: BaseException) -> UnresolvedReference:
 
 def _attribute(module: Any, module_name: str, attribute: str) -> Any:
     value = module
-    for name in attribute.split("."):
+    names = attribute.split(".")
+    for at, name in enumerate(names):
         try:
             value = getattr(value, name)
         except AttributeError:
+            close = difflib.get_close_matches(
+                name, [n for n in dir(value) if n[:1] != "_"], 1, 0.75
+            )
+            hint = ""
+            if close:  # the whole reference, with the misspelt part put right
+                hint = f"; did you mean {'.'.join([*names[:at], close[0]])}?"
             raise UnresolvedReference(
-                f"module {module_name!r} has no attribute {attribute!r}"
+                f"module {module_name!r} has no attribute {attribute!r}{hint}"
             ) from None
     return value

@@ -49,9 +49,11 @@ class RunningServer:
         *,
         ready: str | None = "Uvicorn running on",
         nofile: int | None = None,
+        command: tuple[str, ...] | None = None,
     ) -> None:
         """Start it; wait until it logs ``ready`` (``None``: the test waits for what it needs).
-        ``nofile`` lowers the process's file-descriptor limit (RLIMIT_NOFILE) from its start."""
+        ``nofile`` lowers the process's file-descriptor limit (RLIMIT_NOFILE) from its start.
+        ``command`` replaces ``vws run`` (another server of the app; ``{port}`` is the port)."""
         self.config = config
         self._ready_line = ready
         self.port = free_port()
@@ -61,20 +63,10 @@ class RunningServer:
         self._ready = threading.Event()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), str(REPO)])}
         env.update(extra_env or {})
+        vws_run = (sys.executable, "-m", "vws.cli", "run", "--config", str(config))
+        vws_run += ("--port", "{port}", "--log-level", "info", *args)
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vws.cli",
-                "run",
-                "--config",
-                str(config),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "info",
-                *args,
-            ],
+            [part.replace("{port}", str(self.port)) for part in command or vws_run],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -252,7 +252,7 @@ async def test_a_client_is_served_through_the_project_plugin_and_presence(
         }, frames
         assert frames.get("presence:join") == {
             "event": "presence:join",
-            "payload": {"room": "lobby", "member": {"client_id": client.id}},
+            "payload": {"room": "lobby", "member": {"client_id": client.id, "user": None}},
         }, frames
     assert "Traceback" not in served.log()
 

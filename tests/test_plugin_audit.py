@@ -91,7 +91,7 @@ async def test_the_trail_of_a_session_without_payloads_or_tokens(start_server):
             "reason": "not today",
             "frame_event": "deny",
         },
-        {"event": "leave", "path": "/ws", "user": "ann", "room": "ok-1"},
+        {"event": "leave", "path": "/ws", "user": "ann", "room": "ok-1", "reason": "asked"},
         {"event": "disconnect", "path": "/ws", "user": "ann", "code": 1000},
     ]
     refusals = [line for line in lines(trail) if line.get("action") == "connect"]

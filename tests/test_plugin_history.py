@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from wsclient import Peer
 
+from vws import Outgoing
 from vws.contrib.history import RoomLog, Settings, kept
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +46,7 @@ async def test_a_joiner_gets_the_last_frames_before_its_ack(start_server):
                 # live, not history: presence frames are never kept
                 {
                     "event": "presence:join",
-                    "payload": {"room": "news-1", "member": {"client_id": b.id}},
+                    "payload": {"room": "news-1", "member": {"client_id": b.id, "user": None}},
                 },
             ]
             await b.nothing_pending()
@@ -62,31 +63,39 @@ async def test_rooms_that_did_not_opt_in_keep_nothing(start_server):
             assert [f["event"] for f in b.before] == ["presence:join"]
 
 
+def _frame(text: str) -> tuple[Outgoing, str]:
+    return Outgoing(kind="room", event=text, path="/ws", target="r", replay=True), text
+
+
+def _texts(log: RoomLog, path: str, room: str, now: float, settings: Settings) -> list[str]:
+    return [text for _, _, text in log.replay(path, room, now, settings)]
+
+
 def test_frames_older_than_max_age_are_forgotten():
     settings = Settings(rooms=("*",), max_frames=10, max_age=60.0)
     log = RoomLog()
-    log.record("/ws", "r", "old", now=0.0, settings=settings)
-    log.record("/ws", "r", "new", now=50.0, settings=settings)
-    assert log.replay("/ws", "r", now=59.0, settings=settings) == ["old", "new"]
-    assert log.replay("/ws", "r", now=61.0, settings=settings) == ["new"]
-    assert log.replay("/ws", "r", now=200.0, settings=settings) == []
+    log.record("/ws", "r", *_frame("old"), now=0.0, settings=settings)
+    log.record("/ws", "r", *_frame("new"), now=50.0, settings=settings)
+    assert _texts(log, "/ws", "r", now=59.0, settings=settings) == ["old", "new"]
+    assert _texts(log, "/ws", "r", now=61.0, settings=settings) == ["new"]
+    assert _texts(log, "/ws", "r", now=200.0, settings=settings) == []
     assert ("/ws", "r") not in log.rooms  # an emptied room is dropped
     forever = Settings(rooms=("*",), max_age=0)
-    log.record("/ws", "r", "kept", now=0.0, settings=forever)
-    assert log.replay("/ws", "r", now=1e9, settings=forever) == ["kept"]
+    log.record("/ws", "r", *_frame("kept"), now=0.0, settings=forever)
+    assert _texts(log, "/ws", "r", now=1e9, settings=forever) == ["kept"]
 
 
 def test_count_and_rooms_are_bounded_and_rooms_are_per_path():
     settings = Settings(rooms=("*",), max_frames=2, max_rooms=2)
     log = RoomLog()
     for i in range(5):
-        log.record("/ws", "a", f"a{i}", now=0.0, settings=settings)
-    assert log.replay("/ws", "a", 0.0, settings) == ["a3", "a4"]
-    log.record("/other", "a", "other", now=0.0, settings=settings)
-    assert log.replay("/other", "a", 0.0, settings) == ["other"]
-    log.record("/ws", "b", "b0", now=0.0, settings=settings)  # a third room: the oldest goes
-    assert log.replay("/ws", "a", 0.0, settings) == []
-    assert log.replay("/ws", "b", 0.0, settings) == ["b0"]
+        log.record("/ws", "a", *_frame(f"a{i}"), now=0.0, settings=settings)
+    assert _texts(log, "/ws", "a", 0.0, settings) == ["a3", "a4"]
+    log.record("/other", "a", *_frame("other"), now=0.0, settings=settings)
+    assert _texts(log, "/other", "a", 0.0, settings) == ["other"]
+    log.record("/ws", "b", *_frame("b0"), now=0.0, settings=settings)  # a third room: the oldest goes
+    assert _texts(log, "/ws", "a", 0.0, settings) == []
+    assert _texts(log, "/ws", "b", 0.0, settings) == ["b0"]
 
 
 def test_room_patterns():

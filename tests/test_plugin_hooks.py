@@ -186,14 +186,14 @@ async def test_a_refused_connect_is_observed_with_its_close_code(server: FlagSer
 async def test_raising_hooks_never_break_a_connection(server: FlagServer):
     url = server.url + "/ws"
     async with await Peer.connect(url) as a, await Peer.connect(url) as b:
-        # vws_joined_room and vws_leave_room raise in plug_crash: the join and leave still happen
+        # vws_joined_room and vws_left_room raise in plug_crash: the join and leave still happen
         assert await a.call("joinRoom", room="crash-room") == {"room": "crash-room"}
         await b.call("joinRoom", room="crash-room")
         await b.call("to_room", {"event": "hello", "room": "crash-room"})
         assert await a.recv() == {"event": "hello", "payload": None}
         assert await b.call("leftRoom", room="crash-room") == {"room": "crash-room"}
         await a.call("to_room", {"event": "only-a", "room": "crash-room"})
-        # plug_crash's vws_leave_room runs first and raises; e2e_plugins' still sends "left"
+        # plug_crash's vws_left_room runs first and raises; e2e_plugins' still sends "left"
         assert [f["event"] for f in a.before] == ["left", "only-a"]
         # a raising vws_emit drops that one frame; the next is delivered
         await a.call("emit", {"event": "crash"})
@@ -201,7 +201,7 @@ async def test_raising_hooks_never_break_a_connection(server: FlagServer):
         assert a.before == [{"event": "fine", "payload": None}]
         await a.nothing_pending()
     log = server.log()
-    for where in ("vws_joined_room", "vws_leave_room", "vws_emit"):
+    for where in ("vws_joined_room", "vws_left_room", "vws_emit"):
         assert f"plugin 'plug_crash' raised in {where}" in log
 
 

@@ -179,7 +179,7 @@ async def test_members_and_notices_hold_across_nodes():
             assert [m["client_id"] for m in await presence.members(asker, "hall")] == ids
         assert ann.outbox.frames[-1] == {  # type: ignore[union-attr]
             "event": "presence:join",
-            "payload": {"room": "hall", "member": {"client_id": bob.client_id}},
+            "payload": {"room": "hall", "member": {"client_id": bob.client_id, "user": None}},
         }
         assert await two.leave(bob, "hall")
         assert [m["client_id"] for m in await presence.members(ann, "hall")] == [ann.client_id]

@@ -62,7 +62,7 @@ def test_load_accepts_dotted_modules_and_names_plugins_by_their_last_part(tmp_pa
     assert list(manager.loaded) == ["presence", "history"]
     presence = manager.loaded["presence"]
     assert presence.source == "routes.toml:2: plugins.load[0]"
-    assert presence.hooks == ("vws_joined_room", "vws_leave_room")
+    assert presence.hooks == ("vws_joined_room", "vws_left_room")
     assert presence.version == "0.1.0"  # the vws distribution ships the bundled plugins
 
 

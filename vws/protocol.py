@@ -46,6 +46,7 @@ ERROR_CODES = frozenset(
         "too_many_rooms",
         "room_full",
         "join_denied",
+        "leave_denied",
         "denied",
         "rate_limited",
         "handler_error",

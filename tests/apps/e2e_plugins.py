@@ -39,7 +39,7 @@ async def vws_join_room(client: Client, room: str) -> None:
 
 
 @hookimpl
-def vws_leave_room(client: Client, room: str) -> None:
+def vws_left_room(client: Client, room: str) -> None:
     client.to_room("left", room, {"id": client.client_id, "room": room})
 
 

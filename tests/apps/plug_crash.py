@@ -17,7 +17,7 @@ def vws_joined_room(client: Client, room: str) -> None:
 
 
 @hookimpl
-def vws_leave_room(client: Client, room: str) -> None:
+def vws_left_room(client: Client, room: str) -> None:
     raise RuntimeError("crash-in-leave")
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from vws import Client
-from vws.runtime.node import server_of
 
 
 def node(client: Client, _: Any) -> str:
-    return server_of(client).node_id
+    return client.server.node_id
 
 
 def stats(client: Client, _: Any) -> dict[str, Any]:
-    backplane = server_of(client).backplane
+    backplane = client.server.backplane
     return {"state": backplane.state, **backplane.stats()}
 
 

@@ -28,7 +28,8 @@ class Envelope(Struct, frozen=True, array_like=True):
     ``path`` is the room's path for ``ROOM``, and for ``BROADCAST`` the one route a
     route-scoped broadcast stays in ("" for a server-wide broadcast). ``target`` is the room
     name or the client id. ``exclude`` is a client id that must not receive it (the sender of
-    a broadcast). ``origin`` is the publishing node.
+    a broadcast). ``origin`` is the publishing node. ``user`` is the sender's identity
+    (``client.user``; "" for none), for the receiving node's ``vws_deliver`` hooks.
     """
 
     kind: Target
@@ -37,6 +38,7 @@ class Envelope(Struct, frozen=True, array_like=True):
     exclude: str
     text: str
     origin: str = ""
+    user: str = ""
 
 
 Receiver = Callable[[Envelope], None]

@@ -16,7 +16,6 @@ from weakref import WeakKeyDictionary
 import msgspec
 
 from vws import Client, hookimpl
-from vws.runtime.node import server_of
 
 if TYPE_CHECKING:
     from vws.runtime.node import Server
@@ -33,7 +32,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     file: str = ""
     #: Which events are written.
     events: tuple[Event, ...] = ("connect", "disconnect", "join", "leave", "refused")
-    #: A dotted path into ``client.state`` written as ``user`` (``"claims.sub"`` with auth).
+    #: A dotted path into ``client.state`` written as ``user``; empty writes ``client.user``
+    #: (what middleware or the auth plugin set), when there is one.
     identity: str = ""
 
 
@@ -89,8 +89,10 @@ def _write(event: Event, client: Client, settings: Settings, **fields: Any) -> N
     }
     if settings.identity:
         line["user"] = _identity(client, settings.identity)
+    elif client.user is not None:
+        line["user"] = client.user
     line.update(fields)
-    _sink(server_of(client), settings).write(line)
+    _sink(client.server, settings).write(line)
 
 
 @hookimpl
@@ -125,8 +127,8 @@ def vws_joined_room(client: Client, room: str, settings: Settings) -> None:
 
 
 @hookimpl
-def vws_leave_room(client: Client, room: str, settings: Settings) -> None:
-    _write("leave", client, settings, room=room)
+def vws_left_room(client: Client, room: str, reason: str, settings: Settings) -> None:
+    _write("leave", client, settings, room=room, reason=reason)
 
 
 @hookimpl
@@ -134,7 +136,7 @@ def vws_refused(
     client: Client, action: str, target: str, code: int | str, reason: str, settings: Settings
 ) -> None:
     fields: dict[str, Any] = {"action": action, "code": code, "reason": reason}
-    if action == "join":
+    if action in ("join", "leave"):
         fields["room"] = target
     elif action == "message":
         fields["frame_event"] = target  # the refused frame's event (the line's event is "refused")

@@ -3,8 +3,9 @@
 A client presents an HS256 JWT in the ``Authorization: Bearer ...`` header or the ``token``
 query parameter. On a protected path a client without a valid token is refused with 4401; a
 token whose paths claim does not cover the path is refused with 4403. The verified claims land in
-``client.state["claims"]``. With ``rooms_claim`` set, a join is allowed only to rooms matching
-one of the claim's patterns (``join_denied`` otherwise).
+``client.state["claims"]``, and the ``sub`` claim (``user_claim``) becomes ``client.user``.
+With ``rooms_claim`` set, a join is allowed only to rooms matching one of the claim's patterns
+(``join_denied`` otherwise).
 
 JWTs are verified with the standard library only: HS256 is an HMAC-SHA256 over
 ``header.payload``, and every other algorithm (``none`` included) is refused.
@@ -52,6 +53,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     audience: str = ""
     #: ``client.state`` key the claims are stored under.
     state_key: str = "claims"
+    #: The claim that names the user, set as ``client.user`` (a string claim; others are
+    #: ignored). Empty leaves ``client.user`` alone.
+    user_claim: str = "sub"
     #: When set, the claim listing the path patterns a token may connect to (else 4403).
     paths_claim: str = ""
     #: When set, the claim listing the room patterns a token may join (else join_denied).
@@ -177,6 +181,9 @@ def vws_connect(client: Client, settings: Settings) -> None:
     if settings.paths_claim and not allows(claims.get(settings.paths_claim), client.path):
         raise Deny(f"the token does not allow {client.path}", code=NOT_ALLOWED)
     client.state[settings.state_key] = claims
+    user = claims.get(settings.user_claim) if settings.user_claim else None
+    if isinstance(user, str) and user:
+        client.user = user
 
 
 @hookimpl

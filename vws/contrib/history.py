@@ -1,12 +1,16 @@
 """Replay a room's last frames to a client that joins it.
 
 Only rooms matching one of ``rooms`` keep history. Each keeps its last ``max_frames`` frames
-sent with ``to_room``, as encoded after every other ``vws_emit`` plugin had its say (this one
-runs last), and forgets frames older than ``max_age`` seconds. A joining client gets them, oldest
-first, before its join is acknowledged. At most ``max_rooms`` rooms keep history per server; the
-least recently written is dropped first.
+sent to the room (by a client's ``to_room``, ``vws.server().to_room`` or the publish API), as
+they were after every other ``vws_emit`` plugin had its say (this one runs last), and forgets
+frames older than ``max_age`` seconds. A joining client gets them, oldest first, before its
+join is acknowledged, through :meth:`vws.Server.replay`: the ``vws_deliver`` hooks see each one
+(``replay`` set) and may keep it from that client, as they may a live frame. At most
+``max_rooms`` rooms keep history per server; the least recently written is dropped first.
 
-History is kept by each node for the frames its own clients sent.
+History is kept by each node for the frames sent from it. For frames a reconnecting client
+missed, with positions, across nodes, see routes.toml's recovery settings
+(docs/delivery.md): this plugin is the simpler "last N frames on join".
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from msgspec import Meta
 
 from vws import Client, Outgoing, hookimpl
 from vws.protocol import encode_frame
-from vws.runtime.node import server_of
 
 if TYPE_CHECKING:
     from vws.runtime.node import Server
@@ -41,23 +44,30 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     exclude_events: tuple[str, ...] = ("presence:join", "presence:leave")
 
 
+#: One kept frame: when it was sent, what was sent (no sender: it may be long gone), and its
+#: text as encoded then.
+Kept = tuple[float, Outgoing, str]
+
+
 class RoomLog:
-    """The kept frames of one server's rooms: (path, room) → (time, encoded frame)."""
+    """The kept frames of one server's rooms: (path, room) → kept frames, oldest first."""
 
     def __init__(self) -> None:
-        self.rooms: OrderedDict[tuple[str, str], deque[tuple[float, str]]] = OrderedDict()
+        self.rooms: OrderedDict[tuple[str, str], deque[Kept]] = OrderedDict()
 
-    def record(self, path: str, room: str, text: str, now: float, settings: Settings) -> None:
+    def record(
+        self, path: str, room: str, message: Outgoing, text: str, now: float, settings: Settings
+    ) -> None:
         key = (path, room)
         frames = self.rooms.get(key)
         if frames is None or frames.maxlen != settings.max_frames:
             frames = self.rooms[key] = deque(frames or (), maxlen=settings.max_frames)
         self.rooms.move_to_end(key)
-        frames.append((now, text))
+        frames.append((now, message, text))
         while len(self.rooms) > settings.max_rooms:
             self.rooms.popitem(last=False)
 
-    def replay(self, path: str, room: str, now: float, settings: Settings) -> list[str]:
+    def replay(self, path: str, room: str, now: float, settings: Settings) -> list[Kept]:
         """The frames still fresh, oldest first (older ones are forgotten on the way)."""
         key = (path, room)
         frames = self.rooms.get(key)
@@ -69,7 +79,7 @@ class RoomLog:
             if not frames:
                 del self.rooms[key]
                 return []
-        return [text for _, text in frames]
+        return list(frames)
 
 
 _logs: WeakKeyDictionary[Server, RoomLog] = WeakKeyDictionary()
@@ -87,9 +97,9 @@ def kept(room: str, settings: Settings) -> bool:
 
 
 @hookimpl(trylast=True)
-def vws_emit(message: Outgoing, settings: Settings) -> None:
+def vws_emit(message: Outgoing, server: Server, settings: Settings) -> None:
     """Record room frames as they will be delivered; never changes them."""
-    if message.kind != "room" or message.sender is None or not settings.rooms:
+    if message.kind != "room" or message.replay or not settings.rooms:
         return
     room = message.target or ""
     if message.event in settings.exclude_events or not kept(room, settings):
@@ -98,13 +108,13 @@ def vws_emit(message: Outgoing, settings: Settings) -> None:
         text = encode_frame(message.event, message.payload)
     except TypeError:
         return  # the fan-out reports the payload JSON cannot carry
-    _log(server_of(message.sender)).record(message.path, room, text, time.monotonic(), settings)
+    kept_message = message.replace(sender=None, replay=True)
+    _log(server).record(message.path, room, kept_message, text, time.monotonic(), settings)
 
 
 @hookimpl
-def vws_joined_room(client: Client, room: str, settings: Settings) -> None:
+def vws_joined_room(client: Client, room: str, server: Server, settings: Settings) -> None:
     if not kept(room, settings):
         return
-    server = server_of(client)
-    for text in _log(server).replay(client.path, room, time.monotonic(), settings):
-        server.fanout.send_own(client.client_id, text)
+    for _, message, text in _log(server).replay(client.path, room, time.monotonic(), settings):
+        server.replay(client, message, text)

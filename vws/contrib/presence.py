@@ -10,19 +10,22 @@ A client asks through an ordinary event that routes.toml maps to :func:`list_mem
     presence = "vws.contrib.presence:list_members"
 
 and handlers ask from Python with ``await presence.members(client, room)``. With
-``notify = true`` the room hears ``presence:join`` and ``presence:leave`` frames.
+``notify = true`` the room hears ``presence:join`` and ``presence:leave`` frames. A member
+carries its ``client.user`` (None when anonymous) beside its client id.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
 from vws import Client, Deny, hookimpl
-from vws.runtime.node import server_of
+
+if TYPE_CHECKING:
+    from vws.runtime.node import Server
 
 JOIN_EVENT = "presence:join"
 LEAVE_EVENT = "presence:leave"
@@ -55,19 +58,19 @@ def _lookup(state: dict[str, Any], dotted: str) -> Any:
 
 def member(client: Client, settings: Settings) -> dict[str, Any]:
     """What the other members are told about ``client``."""
-    found = {"client_id": client.client_id}
+    found: dict[str, Any] = {"client_id": client.client_id, "user": client.user}
     for name, dotted in settings.info.items():
         found[name] = _lookup(client.state, dotted)
     return found
 
 
 def _settings(client: Client) -> Settings:
-    return server_of(client).hooks.settings_for(sys.modules[__name__]) or Settings()
+    return client.server.plugin_settings(sys.modules[__name__]) or Settings()
 
 
 async def members(client: Client, room: str) -> list[dict[str, Any]]:
     """Every member of ``room`` on the client's path, on every node, ordered by client id."""
-    fields = await server_of(client).backplane.hash_get_all(room_key(client.path, room))
+    fields = await client.server.backplane.hash_get_all(room_key(client.path, room))
     decoded = [msgspec.json.decode(value) for _, value in sorted(fields.items())]
     return [entry for entry in decoded if isinstance(entry, dict)]
 
@@ -84,17 +87,16 @@ async def list_members(client: Client, payload: Any) -> dict[str, Any]:
 
 
 @hookimpl
-async def vws_joined_room(client: Client, room: str, settings: Settings) -> None:
+async def vws_joined_room(client: Client, room: str, server: Server, settings: Settings) -> None:
     entry = member(client, settings)
-    backplane = server_of(client).backplane
-    await backplane.hash_set(room_key(client.path, room), client.client_id, _json(entry))
+    await server.backplane.hash_set(room_key(client.path, room), client.client_id, _json(entry))
     if settings.notify:
         client.to_room(JOIN_EVENT, room, {"room": room, "member": entry})
 
 
 @hookimpl
-async def vws_leave_room(client: Client, room: str, settings: Settings) -> None:
-    await server_of(client).backplane.hash_delete(room_key(client.path, room), client.client_id)
+async def vws_left_room(client: Client, room: str, server: Server, settings: Settings) -> None:
+    await server.backplane.hash_delete(room_key(client.path, room), client.client_id)
     if settings.notify:
         client.to_room(LEAVE_EVENT, room, {"room": room, "member": member(client, settings)})
 

@@ -4,6 +4,9 @@ Every frame a client sends (room events included) takes a token from its connect
 and from its event's bucket when ``events`` gives that event a limit of its own. A frame that
 finds a bucket empty is refused with ``rate_limited`` and takes nothing. A client refused
 ``close_after`` times within ``window`` seconds is closed with 1008.
+
+With ``per = "user"``, the connections of one ``client.user`` share their buckets, so opening
+more connections does not buy a user more messages; anonymous clients keep one each.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -43,6 +46,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Refusals within ``window`` seconds that close the connection with 1008; 0 never closes.
     close_after: Annotated[int, Meta(ge=0)] = 10
     window: Annotated[float, Meta(gt=0)] = 10.0
+    #: Whose buckets: each connection's, or each ``client.user``'s (all their connections).
+    per: Literal["connection", "user"] = "connection"
 
 
 class Bucket:
@@ -99,8 +104,19 @@ class Offender:
         return len(strikes) >= settings.close_after
 
 
-#: client id → its limits (client ids are unique across the servers of a process).
+#: client id, or ``user:NAME`` → its limits (client ids are unique across the servers of a
+#: process); and ``user:NAME`` → the connections that sent with it, so it is forgotten with
+#: the last of them.
 _clients: dict[str, Offender] = {}
+_sharing: dict[str, set[str]] = {}
+
+
+def _key(client: Client, settings: Settings) -> str:
+    if settings.per == "user" and client.user is not None:
+        return f"user:{client.user}"
+    return client.client_id
+
+
 #: Closes in flight, kept so the tasks are not collected before they finish.
 _closing: set[asyncio.Task[None]] = set()
 
@@ -109,9 +125,12 @@ _closing: set[asyncio.Task[None]] = set()
 def vws_message(client: Client, event: str, payload: Any, settings: Settings) -> None:
     """Runs before other plugins' vws_message, so a flood costs them nothing."""
     now = time.monotonic()
-    offender = _clients.get(client.client_id)
+    key = _key(client, settings)
+    offender = _clients.get(key)
     if offender is None:
-        offender = _clients[client.client_id] = Offender(settings, now)
+        offender = _clients[key] = Offender(settings, now)
+    if key != client.client_id:
+        _sharing.setdefault(key, set()).add(client.client_id)
     if offender.admit(event, settings, now):
         return
     if offender.strike(settings, now) and not client.closing:
@@ -125,3 +144,12 @@ def vws_message(client: Client, event: str, payload: Any, settings: Settings) ->
 @hookimpl
 def vws_disconnect(client: Client) -> None:
     _clients.pop(client.client_id, None)
+    if client.user is None:
+        return
+    key = f"user:{client.user}"
+    sharing = _sharing.get(key)
+    if sharing is not None:
+        sharing.discard(client.client_id)
+        if not sharing:
+            del _sharing[key]
+            _clients.pop(key, None)

@@ -1,8 +1,11 @@
 """Calling the hooks: every implementation flattened once, at load, in call order.
 
 A hook nobody implements costs the hot path one falsy check and nothing else: :class:`Hooks`
-keeps a tuple per hook, and the runtime looks at ``hooks.emit`` or ``hooks.message`` before
-calling.
+keeps a tuple per hook, and the runtime looks at ``hooks.emit``, ``hooks.deliver`` or
+``hooks.message`` before calling.
+
+The arguments vws binds (``settings``, ``logger``, ``server``) are put in place once, when the
+plugins are loaded and when the node takes the hooks, so a call passes only the hook's own.
 """
 
 from __future__ import annotations
@@ -15,16 +18,45 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from vws.errors import USER_CODE_FAILURES, Deny, PluginError
+from vws import logs
+from vws.errors import USER_CODE_FAILURES, ConfigError, ConfigIssue, Deny, PluginError
 from vws.hooks.specs import HOOK_NAMES
 
 if TYPE_CHECKING:
     from vws.hooks.loading import LoadedPlugin
+    from vws.runtime.node import Server
 
 logger = logging.getLogger("vws.hooks")
 
-#: Hook arguments vws binds per plugin at load; callers never pass them.
-BOUND_ARGUMENTS = frozenset({"settings"})
+#: Hook arguments vws binds (per plugin at load, and the server when a node takes the hooks);
+#: callers never pass them.
+BOUND_ARGUMENTS = frozenset({"settings", "logger", "server"})
+
+
+class PluginLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A plugin's own logger (``vws.plugin.NAME``): its lines carry the plugin as a field."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.getLogger(f"vws.plugin.{name}"), {"plugin": name})
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = kwargs.setdefault("extra", {})
+        fields = {"plugin": self.extra["plugin"] if self.extra else ""}
+        fields.update(extra.get("vws_fields", {}))
+        extra["vws_fields"] = fields
+        return msg, kwargs
+
+
+def failed(plugin: str, hook: str, outcome: str) -> None:
+    """Log the exception being handled, raised by ``plugin`` in ``hook``, with both as fields."""
+    logs.event(
+        logger,
+        f"plugin {plugin!r} raised in {hook}; {outcome}",
+        logging.ERROR,
+        plugin=plugin,
+        hook=hook,
+        exc_info=True,
+    )
 
 
 def default_settings(plugin: object) -> Any:
@@ -41,20 +73,22 @@ def default_settings(plugin: object) -> Any:
 class Impl:
     """One hook implementation, ready to call with the arguments it asks for."""
 
-    __slots__ = ("argnames", "bound", "function", "is_async", "plugin_name")
+    __slots__ = ("argnames", "bound", "function", "is_async", "plugin_name", "wants_server")
 
     def __init__(self, impl: pluggy.HookImpl, settings: Any = None) -> None:
         self.function: Callable[..., Any] = impl.function
         names = tuple(impl.argnames)
-        #: Arguments this plugin gets whatever the caller passes (its settings), or None.
+        self.plugin_name = impl.plugin_name
+        given = {"settings": settings, "logger": PluginLogger(impl.plugin_name), "server": None}
+        #: Arguments this plugin gets whatever the caller passes, or None when it takes none.
         self.bound: dict[str, Any] | None = (
-            {name: settings for name in names if name in BOUND_ARGUMENTS}
+            {name: given[name] for name in names if name in BOUND_ARGUMENTS}
             if BOUND_ARGUMENTS.intersection(names)
             else None
         )
+        self.wants_server = "server" in names
         self.argnames: tuple[str, ...] = tuple(n for n in names if n not in BOUND_ARGUMENTS)
         self.is_async = inspect.iscoroutinefunction(impl.function)
-        self.plugin_name = impl.plugin_name
 
     def __call__(self, kwargs: dict[str, Any]) -> Any:
         if self.bound is None:
@@ -69,6 +103,9 @@ class Hooks:
         self, manager: pluggy.PluginManager | None = None, *, only: Iterable[str] | None = None
     ) -> None:
         self.manager = manager
+        self._only = only
+        #: The node these hooks are bound to (its ``server`` argument), once one took them.
+        self.server: Server | None = None
         settings: dict[str, Any] = getattr(manager, "settings", {})
         keep = None if only is None else set(only)
         self.impls: dict[str, tuple[Impl, ...]] = {}
@@ -89,6 +126,14 @@ class Hooks:
         #: vws_emit implementations; empty when nobody rewrites frames.
         self.emit = self.impls["vws_emit"]
         self.emit_is_async = any(impl.is_async for impl in self.emit)
+        #: vws_deliver implementations, called per receiver; empty when nobody filters.
+        self.deliver = self.impls["vws_deliver"]
+        refused = [impl.plugin_name for impl in self.deliver if impl.is_async]
+        if refused:
+            message = "vws_deliver runs once per receiver inside the fan-out: make it a plain def"
+            raise ConfigError(
+                [ConfigIssue(f"plugin {name!r}", 0, "vws_deliver", message) for name in refused]
+            )
         #: Whether anybody implements vws_message (checked per inbound frame).
         self.message = bool(self.impls["vws_message"])
         #: Whether a vws_refused implementation may suspend (a refused frame then needs a task).
@@ -97,6 +142,19 @@ class Hooks:
     def only(self, names: Iterable[str]) -> Hooks:
         """The same hooks, keeping only the plugins named (with the settings bound here)."""
         return Hooks(self.manager, only=names)
+
+    def bound_to(self, server: Server) -> Hooks:
+        """These hooks with ``server`` as their ``server`` argument: themselves the first time,
+        a copy when another node took them already (two nodes of one process)."""
+        if self.server is not None and self.server is not server:
+            return Hooks(self.manager, only=self._only).bound_to(server)
+        self.server = server
+        for impls in self.impls.values():
+            for impl in impls:
+                if impl.wants_server:
+                    assert impl.bound is not None
+                    impl.bound["server"] = server
+        return self
 
     @property
     def plugins(self) -> dict[str, LoadedPlugin]:
@@ -135,4 +193,4 @@ class Hooks:
                 if impl.is_async or inspect.isawaitable(result):
                     await result
             except USER_CODE_FAILURES:
-                logger.exception("plugin %r raised in %s", impl.plugin_name, name)
+                failed(impl.plugin_name, name, "the next implementation runs")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl
 
 from vws.errors import ProtocolError
@@ -18,6 +18,8 @@ from vws.protocol import Sent, check_room
 from vws.runtime.messages import Outgoing
 
 if TYPE_CHECKING:
+    from vws.hooks.specs import LeaveReason
+    from vws.runtime.node import Server
     from vws.runtime.outbox import Outbox
 
 _EMITTED = Sent("emit")
@@ -39,8 +41,9 @@ class Host(Protocol):
     A client holds this much and no more, so that this module never imports the node above it.
     """
 
-    def send(self, message: Outgoing) -> None:
-        """Run ``message`` through the ``vws_emit`` chain and deliver it; never waits."""
+    def send(self, message: Outgoing) -> bool:
+        """Run ``message`` through the hooks and deliver it; never waits. False when a plugin
+        dropped it, or kept it from its one receiver on this node."""
 
     def has_client(self, client_id: str) -> bool:
         """Whether a client with this id is connected, to this node or another."""
@@ -48,8 +51,8 @@ class Host(Protocol):
     async def join(self, client: Client, room: str) -> bool:
         """Join ``room`` if the hooks allow (see :meth:`vws.runtime.node.Server.join`)."""
 
-    async def leave(self, client: Client, room: str) -> bool:
-        """Leave ``room``; False when the client was not in it."""
+    async def leave(self, client: Client, room: str, reason: LeaveReason) -> bool:
+        """Leave ``room`` for ``reason``; False when the client was not in it."""
 
     async def close_client(self, client: Client, code: int, reason: str) -> None:
         """Close the client's connection after what is queued for it."""
@@ -90,7 +93,11 @@ class Client:
     Attributes:
         client_id: an unguessable id, also sent to the client in its ``connected`` frame.
         path: the route path it connected to.
-        state: a dict the application owns (middleware may store the user here).
+        user: who the client is, as your middleware or the auth plugin sets it (a user id),
+            None for an anonymous client. The bundled plugins read it (presence lists it,
+            audit writes it, ratelimit can share a bucket per user), and every frame the
+            client sends carries it as ``Outgoing.user``.
+        state: a dict the application owns, for everything else about the client.
     """
 
     __slots__ = (
@@ -106,12 +113,14 @@ class Client:
         "outbox",
         "path",
         "state",
+        "user",
     )
 
     def __init__(self, host: Host, path: str, scope: Mapping[str, Any]) -> None:
         self.client_id = secrets.token_urlsafe(16)
         self.path = path
         self.state: dict[str, Any] = {}
+        self.user: str | None = None
         self._host = host
         self._raw_headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         self._raw_query: bytes = scope.get("query_string", b"")
@@ -128,6 +137,12 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} on {self.path}>"
+
+    @property
+    def server(self) -> Server:
+        """The node this client is connected to: what a plugin sends through, outside the
+        client's own methods (``server.to_room``, ``server.members``, ``server.kick``)."""
+        return cast("Server", self._host)
 
     @property
     def rooms(self) -> frozenset[str]:
@@ -164,6 +179,7 @@ class Client:
                 path=self.path,
                 target=self.client_id,
                 sender=self,
+                user=self.user,
             )
         )
         return _EMITTED  # type: ignore[return-value]  # None to a caller, an error to await
@@ -180,13 +196,26 @@ class Client:
             raise _wrong("to_room", "room", room, "to_room(event, room, payload)")
         self._host.send(
             Outgoing(
-                kind="room", event=event, payload=payload, path=self.path, target=room, sender=self
+                kind="room",
+                event=event,
+                payload=payload,
+                path=self.path,
+                target=room,
+                sender=self,
+                user=self.user,
             )
         )
         return _TO_ROOM  # type: ignore[return-value]
 
     def to(self, client_id: str, event: str, payload: Any = None) -> bool:
-        """Send a frame to one client, on any path; False when no such client is connected.
+        """Send a frame to one client, on any path.
+
+        Returns:
+            False when no such client is connected, or a plugin dropped the frame
+            (``vws_emit``) or kept it from that client (``vws_deliver``, for a client of this
+            node); True when it was queued for the client or handed to its node. While an
+            ``async`` ``vws_emit`` plugin is loaded the chain has not run yet when this
+            returns, and True means only that the client was connected.
 
         Raises:
             TypeError: ``client_id`` or ``event`` is not a str.
@@ -198,7 +227,7 @@ class Client:
         host = self._host
         if not host.has_client(client_id):
             return False
-        host.send(
+        return host.send(
             Outgoing(
                 kind="to",
                 event=event,
@@ -206,9 +235,9 @@ class Client:
                 path=self.path,
                 target=client_id,
                 sender=self,
+                user=self.user,
             )
         )
-        return True
 
     def broadcast(self, event: str, payload: Any = None) -> None:
         """Send a frame to every other client: of every path, or of this path only when the
@@ -220,7 +249,14 @@ class Client:
         if not isinstance(event, str):
             raise _wrong("broadcast", "event", event, "broadcast(event, payload)")
         self._host.send(
-            Outgoing(kind="broadcast", event=event, payload=payload, path=self.path, sender=self)
+            Outgoing(
+                kind="broadcast",
+                event=event,
+                payload=payload,
+                path=self.path,
+                sender=self,
+                user=self.user,
+            )
         )
         return _BROADCAST  # type: ignore[return-value]
 
@@ -244,8 +280,9 @@ class Client:
             return False
 
     async def leave(self, room: str) -> bool:
-        """Leave a room; False when the client was not in it."""
-        return await self._host.leave(self, room)
+        """Leave a room (``vws_left_room`` hears reason ``handler``); False when the client was
+        not in it. Not refusable: only a leave the client asks for goes to ``vws_leave_room``."""
+        return await self._host.leave(self, room, "handler")
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection once the frames already queued for it have been sent."""

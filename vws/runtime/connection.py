@@ -114,6 +114,7 @@ class Connection:
             on_slow=self._on_slow,
             write=self._counted(write) if write is not None else None,
         )
+        self.outbox.client = client
         client.outbox = self.outbox
         self.writer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[Any] | None = None
@@ -285,7 +286,7 @@ class Connection:
             elif event in LEAVE_EVENTS:
                 room = check_room(frame.room, frame)
                 self._busy(self._route_timeout())
-                await server.leave(client, room)
+                await server.leave(client, room, "asked")
                 result = {"room": room}
             else:
                 target, payload = self._target(event, frame.payload)
@@ -521,7 +522,9 @@ class Connection:
         client._rooms.clear()
         self._mark_closed()
         for room in rooms:
-            await server.hooks.observe("vws_leave_room", client=client, room=room)
+            await server.hooks.observe(
+                "vws_left_room", client=client, room=room, reason="disconnect"
+            )
         logs.event(
             logger, "disconnect", client=client.client_id, path=client.path, code=self.close_code
         )

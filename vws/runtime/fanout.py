@@ -1,6 +1,10 @@
-"""From a Client method call to frames in outboxes: the ``vws_emit`` chain, encoding, delivery.
+"""From a Client method call to frames in outboxes: the hooks, encoding, delivery.
 
-A frame is encoded once, after the chain has had its say, however many clients receive it.
+A frame is encoded once, after the ``vws_emit`` chain has had its say, however many clients
+receive it. The ``vws_deliver`` hooks then decide per receiver, on every node, whether that
+client gets the already-encoded text; when nobody implements them, delivery runs the plain
+loops and pays nothing for them.
+
 When some ``vws_emit`` implementation is async, each sender's frames pass through the chain
 one at a time, in order, and the sender's own protocol frames (acks, errors) queue behind
 them, so ordering holds exactly as it does without plugins.
@@ -12,17 +16,26 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from vws.backplane import Envelope, Target
 from vws.errors import USER_CODE_FAILURES
 from vws.hooks import Hooks
+from vws.hooks.calling import failed
 from vws.protocol import encode_frame
-from vws.runtime.hub import Hub
+from vws.runtime.hub import Accept, Hub
 from vws.runtime.messages import Outgoing
 
 if TYPE_CHECKING:
+    from vws.runtime.client import Client
+    from vws.runtime.outbox import Outbox
     from vws.runtime.stats import Stats
 
 logger = logging.getLogger("vws.runtime.fanout")
+
+#: How a frame from another node is read back for the ``vws_deliver`` hooks.
+_frames = msgspec.json.Decoder()
+_KINDS = {Target.ROOM: "room", Target.CLIENT: "to", Target.BROADCAST: "broadcast"}
 
 
 class Fanout:
@@ -35,17 +48,22 @@ class Fanout:
         #: Per sender, the last frame still inside an async vws_emit chain.
         self._tails: dict[str, asyncio.Task[None]] = {}
 
-    def send(self, message: Outgoing) -> None:
-        """Run the vws_emit chain and deliver; never waits."""
+    def send(self, message: Outgoing) -> bool:
+        """Run the hooks and deliver; never waits.
+
+        Returns:
+            False when a ``vws_emit`` plugin dropped the frame, or a ``vws_deliver`` plugin
+            kept it from its one receiver on this node; True otherwise (and while an async
+            ``vws_emit`` chain has yet to decide).
+        """
         hooks = self.hooks
         if not hooks.emit:
-            self._deliver(message)
-        elif hooks.emit_is_async:
+            return self._deliver(message)
+        if hooks.emit_is_async:
             self._after_tail(self._key(message), self._chain_async(message))
-        else:
-            result = self._chain(message)
-            if result is not None:
-                self._deliver(result)
+            return True
+        result = self._chain(message)
+        return result is not None and self._deliver(result)
 
     def send_own(self, client_id: str, text: str) -> None:
         """Queue a protocol frame (ack, error) for a client behind its frames still in the chain."""
@@ -62,6 +80,30 @@ class Fanout:
                 target.put(text)
 
         self._after_tail(client_id, put())
+
+    def replay(self, client: Client, message: Outgoing, text: str | None = None) -> bool:
+        """Send a kept frame again to one client (``message.replay`` set), asking only the
+        ``vws_deliver`` hooks: the ``vws_emit`` chain had its say when it was first sent.
+
+        ``text`` is the frame as first encoded, when the caller kept it. Returns False when a
+        plugin kept it from the client, or the client is gone.
+        """
+        outbox = client.outbox
+        if outbox is None or client.closing:
+            return False
+        if not message.replay:
+            message = message.replace(replay=True)
+        if self.hooks.deliver and not self._accepting(message)(outbox):
+            return False
+        self.send_own(client.client_id, text or encode_frame(message.event, message.payload))
+        return True
+
+    def receive(self, envelope: Envelope) -> None:
+        """Deliver another node's envelope to this node's clients (the backplane calls this)."""
+        if self.hooks.deliver:
+            self.hub.deliver(envelope, self._accepting(_read_back(envelope)))
+        else:
+            self.hub.deliver(envelope)
 
     @staticmethod
     def _key(message: Outgoing) -> str:
@@ -91,9 +133,7 @@ class Fanout:
             try:
                 result = impl({"message": message})
             except USER_CODE_FAILURES:
-                logger.exception(
-                    "plugin %r raised in vws_emit; the frame is dropped", impl.plugin_name
-                )
+                failed(impl.plugin_name, "vws_emit", "the frame is dropped")
                 return None
             if result is False:
                 return None
@@ -111,9 +151,7 @@ class Fanout:
                 if impl.is_async:
                     result = await result
             except USER_CODE_FAILURES:
-                logger.exception(
-                    "plugin %r raised in vws_emit; the frame is dropped", impl.plugin_name
-                )
+                failed(impl.plugin_name, "vws_emit", "the frame is dropped")
                 return
             if result is False:
                 return
@@ -124,27 +162,66 @@ class Fanout:
                 message = result
         self._deliver(message)
 
-    def _deliver(self, message: Outgoing) -> None:
+    def _accepting(self, message: Outgoing) -> Accept:
+        """The per-receiver check of ``message``: every ``vws_deliver`` implementation, in
+        order, until one says False."""
+        impls = self.hooks.deliver
+
+        def accept(outbox: Outbox) -> bool:
+            arguments = {"client": outbox.client, "message": message}
+            for impl in impls:
+                try:
+                    if impl(arguments) is False:
+                        return False
+                except USER_CODE_FAILURES:
+                    failed(impl.plugin_name, "vws_deliver", "the frame is withheld from a client")
+                    return False
+            return True
+
+        return accept
+
+    def _deliver(self, message: Outgoing) -> bool:
         text = encode_frame(message.event, message.payload)
         self.stats.delivered(message.path, message.kind)
         hub = self.hub
         kind = message.kind
+        accept = self._accepting(message) if self.hooks.deliver else None
+        user = message.user or ""
         if kind == "room":
-            hub.publish(
-                Envelope(Target.ROOM, message.path, message.target or "", "", text, hub.node_id)
+            envelope = Envelope(
+                Target.ROOM, message.path, message.target or "", "", text, hub.node_id, user
             )
+            hub.publish(envelope, accept)
         elif kind == "broadcast":
             sender = message.sender
             exclude = sender.client_id if sender is not None else ""
             scope = message.path if message.path in hub.route_scoped else ""
-            hub.publish(Envelope(Target.BROADCAST, scope, "", exclude, text, hub.node_id))
+            envelope = Envelope(Target.BROADCAST, scope, "", exclude, text, hub.node_id, user)
+            hub.publish(envelope, accept)
         else:
             target = message.target or ""
             outbox = hub.clients.get(target)
             if outbox is not None:
+                if accept is not None and not accept(outbox):
+                    return False
                 outbox.put(text)
             elif kind == "to":
-                hub.backplane.publish(Envelope(Target.CLIENT, "", target, "", text, hub.node_id))
+                envelope = Envelope(Target.CLIENT, "", target, "", text, hub.node_id, user)
+                hub.backplane.publish(envelope)
+        return True
+
+
+def _read_back(envelope: Envelope) -> Outgoing:
+    """Another node's frame as an :class:`Outgoing`, for this node's ``vws_deliver`` hooks."""
+    frame = _frames.decode(envelope.text)
+    return Outgoing(
+        kind=_KINDS[envelope.kind],  # type: ignore[arg-type]
+        event=frame.get("event", ""),
+        payload=frame.get("payload"),
+        path=envelope.path,
+        target=envelope.target or None,
+        user=envelope.user or None,
+    )
 
 
 def _refuse_result(plugin: str, result: object) -> None:

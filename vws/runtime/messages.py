@@ -18,11 +18,15 @@ Kind = Literal["emit", "room", "to", "broadcast"]
 
 
 class Outgoing(Struct, frozen=True, kw_only=True):
-    """A frame on its way out, as ``vws_emit`` hooks see it.
+    """A frame on its way out, as ``vws_emit`` and ``vws_deliver`` hooks see it.
 
     ``kind`` is the Client method that sent it; ``target`` is the room (``room``), the client
     id (``to``, and the sender's own id for ``emit``) or None (``broadcast``); ``path`` is the
-    sender's path; ``sender`` is the sending :class:`~vws.Client` (None when vws itself sends).
+    sender's path; ``sender`` is the sending :class:`~vws.Client`, None when no client of this
+    node sent it (the publish API, ``vws.server()``, another node, a replay). ``user`` is the
+    sender's ``client.user`` at the time it sent, kept through other nodes and replays, so a
+    plugin can tell who a frame is from when the sender is long gone. ``replay`` is True for a
+    kept frame sent again to one client (history, recovery).
     """
 
     kind: Kind
@@ -31,6 +35,8 @@ class Outgoing(Struct, frozen=True, kw_only=True):
     path: str
     target: str | None = None
     sender: Client | None = None
+    user: str | None = None
+    replay: bool = False
 
     def replace(self, **changes: Any) -> Outgoing:
         """A copy with some fields changed: what a rewriting ``vws_emit`` returns."""

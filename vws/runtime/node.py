@@ -18,11 +18,12 @@ import logging
 import secrets
 import threading
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from vws import backplane as backplanes
 from vws.errors import USER_CODE_FAILURES, Deny, FanoutLimit, ProtocolError
 from vws.hooks import Hooks
+from vws.hooks.specs import Action, LeaveReason
 from vws.routing import DispatchTable
 from vws.runtime.fanout import Fanout
 from vws.runtime.hub import Hub
@@ -47,7 +48,7 @@ class Server:
     def __init__(self, table: DispatchTable, hooks: Hooks | None = None) -> None:
         self.node_id = secrets.token_hex(6)
         self.table = table
-        self.hooks = hooks or Hooks()
+        self.hooks = (hooks or Hooks()).bound_to(self)
         self.backplane = backplanes.create(table.config.server.backplane, self.node_id)
         self.hub = Hub(self.backplane)
         self.hub.route_scoped = table.route_scoped
@@ -76,11 +77,11 @@ class Server:
             self.tasks.update(table.tasks)
         self.hub.route_scoped = table.route_scoped
         if hooks is not None:
-            self.hooks = hooks
-            self.fanout.hooks = hooks
+            self.hooks = self.fanout.hooks = hooks.bound_to(self)
 
-    def send(self, message: Outgoing) -> None:
-        """Run ``message`` through the ``vws_emit`` chain and deliver it (what clients call).
+    def send(self, message: Outgoing) -> bool:
+        """Run ``message`` through the hooks and deliver it (what clients call); whether it went
+        out (see :meth:`vws.runtime.fanout.Fanout.send`).
 
         Raises:
             FanoutLimit: the sender's handler call is past ``[server] max_fanout``.
@@ -100,8 +101,8 @@ class Server:
         if self.loop is not None and threading.get_ident() != self._thread:
             # a handler running with thread = true: deliver on the loop, in call order
             self.loop.call_soon_threadsafe(self.fanout.send, message)
-        else:
-            self.fanout.send(message)
+            return True
+        return self.fanout.send(message)
 
     def held_the_loop(self, path: str, event: str, reference: str, seconds: float) -> None:
         """A plain ``def`` handler ran longer than ``[server] slow_handler``: while it ran, no
@@ -135,13 +136,14 @@ class Server:
         )
 
     def to(self, client_id: str, event: str, payload: Any = None) -> bool:
-        """Send a frame to one client, on any node; False when no such client is connected."""
+        """Send a frame to one client, on any node; False when no such client is connected or
+        a plugin kept the frame from it (as :meth:`vws.Client.to` answers; from another thread,
+        only whether the client is connected)."""
         if not self.has_client(client_id):
             return False
-        self._send_from_anywhere(
+        return self._send_from_anywhere(
             Outgoing(kind="to", event=event, payload=payload, path="", target=client_id)
         )
-        return True
 
     def broadcast(self, path: str, event: str, payload: Any = None) -> None:
         """Send a frame to every client in the broadcast domain of ``path``: every route, or
@@ -163,21 +165,40 @@ class Server:
             if connection.client.path == path and room in connection.client._rooms
         )
 
-    def _send_from_anywhere(self, message: Outgoing) -> None:
+    def plugin_settings(self, plugin: object) -> Any:
+        """A loaded plugin's settings (pass its module), for its code outside hooks: handlers,
+        tasks. None when that plugin is not loaded."""
+        return self.hooks.settings_for(plugin)
+
+    def replay(self, client: Client, message: Outgoing, text: str | None = None) -> bool:
+        """Send a kept frame again to one client of this node, after what is queued for it,
+        through the ``vws_deliver`` hooks (``message.replay`` is set for them); what a history
+        plugin calls. False when a plugin kept it from the client."""
+        return self.fanout.replay(client, message, text)
+
+    async def kick(self, client_id: str, room: str) -> bool:
+        """Take a client of this node out of one of its rooms (``vws_left_room`` hears reason
+        ``kicked``); False when no such client is here or it is not in that room."""
+        connection = self.connections.get(client_id)
+        if connection is None:
+            return False
+        return await self.leave(connection.client, room, "kicked")
+
+    def _send_from_anywhere(self, message: Outgoing) -> bool:
         if message.kind != "to" and message.path not in self.table.routes:
             raise ValueError(f"no route {message.path!r} in routes.toml")
         loop = self.loop
         if loop is not None and threading.get_ident() != self._thread:
             loop.call_soon_threadsafe(self.fanout.send, message)
-        else:
-            self.fanout.send(message)
+            return True
+        return self.fanout.send(message)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         global _running
         _running = self
-        await self.backplane.start(self.hub.deliver, self.hub.clients)
+        await self.backplane.start(self.fanout.receive, self.hub.clients)
         self._watchdog = asyncio.get_running_loop().create_task(self.watch())
         await self.hooks.call("vws_startup", **self.startup_arguments())
         self._started = True
@@ -218,22 +239,22 @@ class Server:
         limit = settings.max_rooms_per_client
         if len(client._rooms) >= limit:
             message = f"a client may be in at most {limit} rooms"
-            raise await self._join_refused(client, room, "too_many_rooms", message)
+            raise await self._refused(client, "join", room, "too_many_rooms", message)
         members = len(self.hub.rooms.members(client.path, room))
         if members >= settings.max_room_members:
             message = f"the room is full ({settings.max_room_members} members)"
-            raise await self._join_refused(client, room, "room_full", message)
+            raise await self._refused(client, "join", room, "room_full", message)
         if not members and len(self.hub.rooms) >= settings.max_rooms:
             message = f"the server holds its most rooms ({settings.max_rooms})"
-            raise await self._join_refused(client, room, "too_many_rooms", message)
+            raise await self._refused(client, "join", room, "too_many_rooms", message)
         try:
             await self.hooks.call("vws_join_room", client=client, room=room)
         except Deny as deny:
-            raise await self._join_refused(client, room, "join_denied", deny.reason) from None
+            raise await self._refused(client, "join", room, "join_denied", deny.reason) from None
         except USER_CODE_FAILURES:
             logger.exception("a vws_join_room hook raised; the join is refused")
             message = "the join was refused"
-            raise await self._join_refused(client, room, "join_denied", message) from None
+            raise await self._refused(client, "join", room, "join_denied", message) from None
         if client.closing or client.outbox is None or room in client._rooms:
             return False
         client._rooms.add(room)
@@ -241,20 +262,42 @@ class Server:
         await self.hooks.observe("vws_joined_room", client=client, room=room)
         return True
 
-    async def _join_refused(self, client: Client, room: str, code: str, reason: str) -> Exception:
+    async def _refused(
+        self, client: Client, action: Action, room: str, code: str, reason: str
+    ) -> Exception:
         """Tell the ``vws_refused`` observers; the error to raise for the client."""
         await self.hooks.observe(
-            "vws_refused", client=client, action="join", target=room, code=code, reason=reason
+            "vws_refused", client=client, action=action, target=room, code=code, reason=reason
         )
         return ProtocolError(code, reason)
 
-    async def leave(self, client: Client, room: str) -> bool:
-        """Take ``client`` out of ``room``; False when it was not a member."""
+    async def leave(self, client: Client, room: str, reason: LeaveReason = "handler") -> bool:
+        """Take ``client`` out of ``room``; False when it was not a member.
+
+        A leave the client asked for (``reason`` ``asked``) goes to the ``vws_leave_room``
+        hooks first; every leave is told to ``vws_left_room`` with its reason.
+
+        Raises:
+            ProtocolError: ``leave_denied``, for a leave the client asked for.
+        """
         if room not in client._rooms:
             return False
+        if reason == "asked" and self.hooks.impls["vws_leave_room"]:
+            refusal: str | None = None
+            try:
+                await self.hooks.call("vws_leave_room", client=client, room=room)
+            except Deny as deny:
+                refusal = deny.reason
+            except USER_CODE_FAILURES:
+                logger.exception("a vws_leave_room hook raised; the leave is refused")
+                refusal = "the leave was refused"
+            if refusal is not None:
+                raise await self._refused(client, "leave", room, "leave_denied", refusal)
+            if room not in client._rooms:
+                return False
         client._rooms.discard(room)
         self.hub.leave(client.client_id, client.path, room)
-        await self.hooks.observe("vws_leave_room", client=client, room=room)
+        await self.hooks.observe("vws_left_room", client=client, room=room, reason=reason)
         return True
 
     async def close_client(self, client: Client, code: int, reason: str) -> None:
@@ -276,8 +319,3 @@ def current() -> Server:
     if _running is None:
         raise RuntimeError("no vws server is running in this process (yet)")
     return _running
-
-
-def server_of(client: Client) -> Server:
-    """The server a client is connected to, for plugin code that only has the client."""
-    return cast("Server", client._host)

@@ -46,6 +46,7 @@ class Outbox:
         "_suspended",
         "_waiter",
         "_write",
+        "client",
         "dropped",
     )
 
@@ -69,6 +70,9 @@ class Outbox:
             on_slow: called once, synchronously, when the client is given up on.
         """
         self._frames: deque[str] = deque()
+        #: The client this outbox serves, for the hooks that decide per receiver (set by the
+        #: connection; the fan-out's plain path never reads it).
+        self.client: Any = None
         self._send = send
         self._write = write
         self._limit = limit

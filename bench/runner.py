@@ -32,8 +32,12 @@ REPO = BENCH.parent
 VWS_APP = BENCH / "vws_app"
 TARGETS = ("vws", "socketio", "floor", "bare")
 SCENARIOS = ("echo", "fanout", "broadcast", "connections")
-#: vws with a no-op ``vws_emit`` plugin, measured against plain vws on ``echo-emit``.
-PLUGIN_TARGETS = ("vws", "vws+noop-emit")
+#: With ``--plugin``: a no-op plugin's target, and the scenario it is measured on against plain
+#: vws: ``vws_emit`` (once per send) on ``echo-emit``, ``vws_deliver`` (once per receiver) on
+#: ``fanout``.
+PLUGIN_TARGETS = {"vws+noop-emit": "echo-emit", "vws+noop-deliver": "fanout"}
+#: The no-op plugin module each of them loads (bench/vws_app).
+PLUGIN_MODULES = {"vws+noop-emit": "noop_emit", "vws+noop-deliver": "noop_deliver"}
 STARTUP_TIMEOUT = 30.0
 #: uvicorn's websocket implementations (``--ws``).
 WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
@@ -88,10 +92,10 @@ def server_command(target: str, port: int, workdir: Path, ws: str | None = None)
     python = sys.executable
     if target == "vws":
         config = VWS_APP / "routes.toml"
-    elif target == "vws+noop-emit":
+    elif target in PLUGIN_MODULES:
         config = workdir / "routes.toml"
         text = (VWS_APP / "routes.toml").read_text()
-        config.write_text(text + '\n[plugins]\nload = ["noop_emit"]\n')
+        config.write_text(text + f'\n[plugins]\nload = ["{PLUGIN_MODULES[target]}"]\n')
     else:
         return [
             python,
@@ -342,29 +346,30 @@ def _met(ratio: float, required: float, sense: str) -> str:
 
 
 def plugin_table(results: list[dict[str, Any]]) -> str:
-    """echo-emit with and without a no-op ``vws_emit`` plugin: raw and per server CPU-second."""
-    rows = [r for r in results if r["scenario"] == "echo-emit"]
-    if not rows:
-        return ""
+    """Each no-op plugin against plain vws on its scenario: raw and per server CPU-second."""
     lines = [
-        "| echo-emit (reply sent by Client.emit) | round trips/s | per server CPU-second |",
-        "|---|---|---|",
+        "| scenario | target | rate | per server CPU-second |",
+        "|---|---|---|---|",
     ]
-    medians: dict[str, tuple[float, float]] = {}
-    for target in PLUGIN_TARGETS:
-        rates = [r["rate"] for r in rows if r["target"] == target]
-        per_cpu = [r["rate_per_cpu"] for r in rows if r["target"] == target and "rate_per_cpu" in r]
-        if rates and per_cpu:
-            medians[target] = (statistics.median(rates), statistics.median(per_cpu))
-            lines.append(f"| {target} | {cell(rates, 0)} | {cell(per_cpu, 0)} |")
-    if len(medians) == 2:
-        (raw_with, cpu_with), (raw_without, cpu_without) = (
-            medians["vws+noop-emit"],
-            medians["vws"],
-        )
-        lines.append(
-            f"| with ÷ without | {raw_with / raw_without:.3f}x | {cpu_with / cpu_without:.3f}x |"
-        )
+    for target, scenario in PLUGIN_TARGETS.items():
+        rows = [r for r in results if r["scenario"] == f"{scenario}+plugin"]
+        medians: dict[str, tuple[float, float]] = {}
+        for name in ("vws", target):
+            rates = [r["rate"] for r in rows if r["target"] == name]
+            mine = [r for r in rows if r["target"] == name]
+            per_cpu = [r["rate_per_cpu"] for r in mine if "rate_per_cpu" in r]
+            if rates and per_cpu:
+                medians[name] = (statistics.median(rates), statistics.median(per_cpu))
+                unit = rows[0]["unit"]
+                lines.append(
+                    f"| {scenario} | {name} | {cell(rates, 0)} {unit} | {cell(per_cpu, 0)} |"
+                )
+        if len(medians) == 2:
+            (raw_with, cpu_with), (raw_without, cpu_without) = medians[target], medians["vws"]
+            lines.append(
+                f"| {scenario} | with ÷ without | {raw_with / raw_without:.3f}x "
+                f"| {cpu_with / cpu_without:.3f}x |"
+            )
     return "\n".join(lines)
 
 
@@ -391,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument(
-        "--plugin", action="store_true", help="also echo-emit: vws with vs without a no-op plugin"
+        "--plugin",
+        action="store_true",
+        help="also vws with vs without a no-op plugin: vws_emit on echo-emit, "
+        "vws_deliver on fanout",
     )
     parser.add_argument("--quick", action="store_true", help="smoke sizes: about 1 s a scenario")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
@@ -421,9 +429,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def record(run: int, scenario: str, target: str, extra: list[str] | None = None) -> None:
         """Measure once; a failure is reported and the other measurements go on."""
+        measured = scenario.removesuffix("+plugin")
         try:
             result = measure(
-                "echo" if scenario == "echo-emit" else scenario,
+                "echo" if measured == "echo-emit" else measured,
                 target,
                 sizes,
                 pin=pin,
@@ -445,8 +454,10 @@ def main(argv: list[str] | None = None) -> int:
             for target in targets:
                 record(run, scenario, target)
         if args.plugin:
-            for target in PLUGIN_TARGETS:
-                record(run, "echo-emit", target, ["--echo-event", "echo-emit"])
+            for target, scenario in PLUGIN_TARGETS.items():
+                extra = ["--echo-event", "echo-emit"] if scenario == "echo-emit" else None
+                for name in ("vws", target):
+                    record(run, f"{scenario}+plugin", name, extra)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print()

@@ -40,6 +40,50 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
         logger.log(level, name, exc_info=exc_info, extra={"vws_fields": fields})
 
 
+def plugin_failed(
+    logger: logging.Logger,
+    plugin: str,
+    hook: str,
+    message: str,
+    *,
+    exc_info: BaseException | bool = True,
+    traceback: Literal["always", "debug"] = "always",
+    **fields: Any,
+) -> None:
+    """Log at ERROR that ``plugin`` failed in ``hook``, with both as fields of the line.
+
+    An operator filters JSON logs by field (``plugin == "auth"``), not by parsing the message.
+    ``hook`` is the hook's name, or what vws was doing with the plugin (``"import"``).
+
+    Args:
+        exc_info: the exception, or True for the one being handled; its traceback is attached.
+        traceback: ``"debug"`` attaches the traceback only when ``logger`` logs at debug, for a
+            failure whose one line says all an operator needs (``--log-level debug`` shows more).
+        fields: more fields of the line (``distribution``, ``version``).
+    """
+    attach = traceback == "always" or logger.isEnabledFor(logging.DEBUG)
+    event(
+        logger,
+        message,
+        logging.ERROR,
+        plugin=plugin,
+        hook=hook,
+        **fields,
+        exc_info=exc_info if attach else None,
+    )
+
+
+def debug_traceback(
+    logger: logging.Logger, message: str, error: BaseException, **fields: Any
+) -> None:
+    """Log ``message`` with ``error``'s traceback at DEBUG, and nothing at any other level.
+
+    For a failure already told in one line elsewhere (a config error printed by the CLI,
+    uvicorn's "vws cannot start: ..."): ``--log-level debug`` adds where it came from.
+    """
+    event(logger, message, logging.DEBUG, exc_info=error, **fields)
+
+
 def redact_query(text: str) -> str:
     """``/ws?token=abc&room=x`` → ``/ws?token=…&room=…``."""
     return _QUERY_VALUE.sub(r"\1=…", text) if "?" in text else text

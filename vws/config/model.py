@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 import msgspec.inspect
@@ -138,8 +138,12 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
         )
 
 
-#: A plugin to load: a module reference, or the name of an installed entry point (may hold "-").
-PluginReference = Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][\w.-]*(:[\w.]+)?$")]
+#: A plugin to load: a module reference, or the name of an installed entry point (may hold "-"),
+#: either of them marked with what it is (``entry-point:NAME``, ``module:REFERENCE``).
+PluginReference = Annotated[
+    str,
+    Meta(min_length=1, pattern=r"^(entry-point:|module:)?[A-Za-z_][\w.-]*(:[\w.]+)?$"),
+]
 
 
 class PluginsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -251,6 +255,14 @@ _TOP_LEVEL = {
     "admin": AdminConfig,
     "static": StaticConfig,
 }
+#: The patterns whose mismatch reads "expected a reference": only reference-typed keys. Any
+#: other pattern (a plugin's own setting, [server] channel_prefix) keeps msgspec's message,
+#: which shows the pattern.
+_REFERENCE_PATTERNS = tuple(
+    meta.pattern
+    for meta in (*get_args(Reference)[1:], *get_args(PluginReference)[1:])
+    if isinstance(meta, Meta) and meta.pattern is not None
+)
 _MSGSPEC_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)|\(at end of document\)")
@@ -398,7 +410,7 @@ def _plain(message: str) -> str:
         return 'expected a duration: seconds, or a string like "100ms", "5s", "2m"'
     if "matching regex" in message and "/[smh]" in message:
         return 'expected a rate like "100/s" or "600/m", or "off"'
-    if "matching regex" in message:  # references
+    if any(repr(pattern) in message for pattern in _REFERENCE_PATTERNS):
         return 'expected a reference "package.module:attribute"'
     if message.startswith("Expected "):
         return "expected " + message[len("Expected ") :]

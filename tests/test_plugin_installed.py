@@ -93,6 +93,7 @@ def test_vws_plugins_shows_the_installed_package(tmp_path: Path, site: Path):
     assert json.loads(result.stdout) == [
         {
             "name": "hello",
+            "status": "loaded",
             "version": "0.1.0",
             "source": "entry point (vws-hello 0.1.0)",
             "hooks": ["vws_joined_room"],

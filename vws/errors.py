@@ -61,6 +61,23 @@ class ProtocolError(Exception):
         self.frame_id = frame_id
 
 
+class SettingsError(Exception):
+    """Raised by a plugin's ``Settings.__post_init__``: the setting ``key`` is wrong, and why.
+
+    vws reports it at that key's line in ``[plugins.settings.NAME]``
+    (``routes.toml:6: plugins.settings.moderation.words: at least one word``), as it does for a
+    setting of the wrong type. ``key`` is the setting's name, or a dotted path into a nested
+    table (``"limits.burst"``). It is not a ValueError on purpose: msgspec turns a ValueError
+    (or TypeError) raised in ``__post_init__`` into an error of the whole table, and lets this
+    one through to vws with its key.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
 class UnresolvedReference(Exception):
     """A ``"module:attribute"`` reference that does not import; the message says why."""
 

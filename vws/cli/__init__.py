@@ -11,6 +11,7 @@ from importlib import import_module
 from vws.config import Config, load_config
 from vws.errors import ConfigError
 from vws.hooks import Hooks, create_manager
+from vws.hooks.loading import Broken
 from vws.routing import DispatchTable, compile_table
 
 #: Modules of this package that add subcommands, in the order ``vws --help`` lists them.
@@ -63,11 +64,17 @@ def add_command(
     return sub
 
 
-def load(path: str, plugins_dir: str | None = None) -> tuple[Config, DispatchTable, Hooks]:
-    """Everything a routes.toml names, loaded and checked (raises ConfigError)."""
+def load(
+    path: str, plugins_dir: str | None = None, *, broken: Broken = "skip"
+) -> tuple[Config, DispatchTable, Hooks]:
+    """Everything a routes.toml names, loaded and checked (raises ConfigError).
+
+    ``broken``: what an autoloaded plugin that fails does (see :data:`vws.hooks.loading.Broken`).
+    """
     config = load_config(path)
     table = compile_table(config)
-    return config, table, Hooks(create_manager(config, plugins_dir=plugins_dir))
+    manager = create_manager(config, plugins_dir=plugins_dir, broken=broken)
+    return config, table, Hooks(manager)
 
 
 def add_plugins_dir(parser: argparse.ArgumentParser) -> None:

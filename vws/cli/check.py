@@ -27,7 +27,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def check(args: argparse.Namespace) -> int:
-    config, table, hooks = load(args.config, args.plugins_dir)
+    """Load everything as ``vws run`` would, and report what is wrong.
+
+    An installed plugin that fails is a problem here (exit 1) although ``vws run`` skips it and
+    serves: the server would run without it, and check is what finds that out before it does.
+    """
+    config, table, hooks = load(args.config, args.plugins_dir, broken="error")
     events = sum(len(route.events) for route in table.routes.values())
     plugins = len(hooks.plugins)
     print(f"{config.source}: ok ({len(table.routes)} routes, {events} events, {plugins} plugins)")

@@ -10,6 +10,7 @@ from typing import Any
 
 from vws.cli import add_command, load
 from vws.config import Config, ServerConfig
+from vws.hooks import Hooks
 from vws.ops.metrics import multiprocess_metrics
 from vws.ops.workers import Supervisor, reuse_port_socket
 
@@ -79,6 +80,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.plugins_dir:
         # through the environment, so that a reload of routes.toml loads the same folder
         os.environ["VWS_PLUGINS_DIR"] = os.path.abspath(args.plugins_dir)
+    # logging first: an installed plugin skipped at load is logged in the chosen format, with
+    # its traceback at --log-level debug
+    log_config = logs.configure(args.log_format, args.log_level)
     config, table, hooks = load(args.config)
     settings = config.server
     host = args.host or settings.host
@@ -88,7 +92,6 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     if args.workers != 1:
         return run_workers(args, settings, host, port)
-    log_config = logs.configure(args.log_format, args.log_level)
     server = Server(table, hooks)
     reloader = Reloader(server, args.config, watch=args.watch)
     app = create_app(server, reloader)
@@ -114,7 +117,7 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"vws: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    serving_server(uvicorn_config, config, table).run(sockets=sockets)
+    serving_server(uvicorn_config, config, table, hooks).run(sockets=sockets)
     return 0
 
 
@@ -145,19 +148,40 @@ def probe_port(host: str, port: int) -> None:
         sock.bind(address)
 
 
-def banner(config: Config, table: Any, host: str, port: int) -> str:
-    """What a new user needs to start: the routes, the page (when [static] serves one) and the
-    status page, with the port actually bound (``--port 0`` picks one)."""
+def banner(config: Config, table: Any, host: str, port: int, hooks: Hooks | None = None) -> str:
+    """What a new user needs to start: the routes, the plugins in the order their hooks run,
+    the page (when [static] serves one) and the status page, with the port actually bound
+    (``--port 0`` picks one)."""
     lines = [f"vws: serving {len(table.routes)} route(s) from {config.source}"]
     for path, route in table.routes.items():
         lines.append(f"vws:   ws://{host}:{port}{path} ({len(route.events)} event(s))")
+    if hooks is not None and hooks.plugins:
+        lines.append(f"vws: plugins, in call order: {', '.join(call_order(hooks))}")
     if config.static is not None:
         lines.append(f"vws: page: http://{host}:{port}{config.static.prefix}")
     lines.append(f"vws: status: http://{host}:{port}/_vws")
     return "\n".join(lines)
 
 
-def serving_server(config: Any, vws_config: Config, table: Any) -> Any:
+def call_order(hooks: Hooks) -> list[str]:
+    """The loaded plugins in the order vws calls them: the last registered first (as
+    :class:`~vws.hooks.Hooks` flattens pluggy's list), each with the hooks where ``tryfirst``
+    or ``trylast`` moves it (``auth (first in vws_connect)``), since those override the order.
+    """
+    moved: dict[str, list[str]] = {}
+    for hook in hooks.impls:
+        caller = getattr(hooks.manager.hook, hook, None) if hooks.manager is not None else None
+        for impl in caller.get_hookimpls() if caller is not None else ():
+            if impl.tryfirst or impl.trylast:
+                place = "first" if impl.tryfirst else "last"
+                moved.setdefault(impl.plugin_name, []).append(f"{place} in {hook}")
+    names = []
+    for name in reversed(hooks.plugins):
+        names.append(f"{name} ({', '.join(moved[name])})" if name in moved else name)
+    return names
+
+
+def serving_server(config: Any, vws_config: Config, table: Any, hooks: Hooks | None = None) -> Any:
     """A uvicorn server that prints vws's banner once it listens (uvicorn is imported here, on
     first use, as the rest of this command does)."""
     import uvicorn
@@ -170,6 +194,7 @@ def serving_server(config: Any, vws_config: Config, table: Any) -> Any:
             super().__init__(config)
             self.vws_config = vws_config
             self.table = table
+            self.hooks = hooks
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
@@ -177,7 +202,7 @@ def serving_server(config: Any, vws_config: Config, table: Any) -> Any:
                 return
             bound = self.servers[0].sockets[0].getsockname()
             print(
-                banner(self.vws_config, self.table, self.config.host, bound[1]),
+                banner(self.vws_config, self.table, self.config.host, bound[1], self.hooks),
                 file=sys.stderr,
                 flush=True,
             )

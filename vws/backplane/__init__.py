@@ -5,7 +5,15 @@ from __future__ import annotations
 from importlib.util import find_spec
 from urllib.parse import urlsplit
 
-from vws.backplane.base import Backplane, BackplaneOptions, Envelope, Target
+from vws.backplane.base import (
+    Backplane,
+    BackplaneOptions,
+    Envelope,
+    Position,
+    Recovery,
+    Retention,
+    Target,
+)
 from vws.backplane.memory import MemoryBackplane
 
 __all__ = [
@@ -14,6 +22,9 @@ __all__ = [
     "BackplaneOptions",
     "Envelope",
     "MemoryBackplane",
+    "Position",
+    "Recovery",
+    "Retention",
     "Target",
     "create",
     "missing_client",

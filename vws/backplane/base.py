@@ -8,6 +8,8 @@ rooms have local members, so a broker-based backplane subscribes only to those.
 
 from __future__ import annotations
 
+import json
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from enum import IntEnum
@@ -39,9 +41,75 @@ class Envelope(Struct, frozen=True, array_like=True):
     text: str
     origin: str = ""
     user: str = ""
+    #: A frame of a room with recovery: its text carries its position, and it reaches every
+    #: node watching the room in position order, its own node included.
+    positioned: bool = False
 
 
 Receiver = Callable[[Envelope], None]
+
+
+class Retention(Struct, frozen=True):
+    """How much of a room's history is kept: its last ``size`` frames, none older than ``ttl``
+    seconds (0: no age limit). A room whose last frame is older than ``ttl`` has lost its
+    history, and starts a new epoch."""
+
+    size: int
+    ttl: float = 0.0
+
+
+class Position(Struct, frozen=True):
+    """Where a room's history stands: the offset of its last frame (0 before the first) in the
+    epoch, a name that changes whenever the room's history is lost."""
+
+    offset: int
+    epoch: str
+
+
+class Recovery(Struct, frozen=True):
+    """What a client resuming a room from a :class:`Position` missed.
+
+    ``recovered`` is True when ``frames`` are every frame after that position, oldest first:
+    the epoch is the room's and no frame after the offset has left the history. Otherwise
+    ``frames`` is empty. ``position`` is the room's position after ``frames``: where the
+    client stands once they are delivered, or, not recovered, the room's current position.
+    """
+
+    frames: list[str]
+    position: Position
+    recovered: bool
+
+
+def new_epoch() -> str:
+    """A fresh epoch name: unguessable, so two histories never share one."""
+    return secrets.token_urlsafe(8)
+
+
+def positioned_text(text: str, room: str, offset: int, epoch: str) -> str:
+    """A frame's text (``{"event": ..., "payload": ...}``) with its room and position added.
+
+    The text is a JSON object, so its closing brace is replaced by the new fields: this costs
+    a string join, not a second encoding. Broker scripts build the same text the same way.
+    """
+    return f'{text[:-1]},"room":{json.dumps(room)},"offset":{offset},"epoch":"{epoch}"}}'
+
+
+def recover(frames: list[tuple[int, str]], current: Position, since: Position) -> Recovery:
+    """The answer for a client resuming from ``since``, given the room's kept ``frames``
+    (offset and positioned text, oldest first) and its ``current`` position.
+
+    A ``since`` of offset 0 with an empty epoch asks for the whole history: it is recovered
+    when the history still holds the first frame of its epoch (or there was none yet).
+    """
+    epoch = current.epoch if since.offset == 0 and not since.epoch else since.epoch
+    lost = Recovery([], current, False)
+    if epoch != current.epoch or since.offset > current.offset:
+        return lost  # another history, or a position this one never reached
+    missed = [(offset, text) for offset, text in frames if offset > since.offset]
+    expected = current.offset - since.offset
+    if len(missed) != expected or (missed and missed[0][0] != since.offset + 1):
+        return lost  # some of what came after has left the history
+    return Recovery([text for _, text in missed], current, True)
 
 
 class BackplaneOptions(Struct, frozen=True, kw_only=True):
@@ -110,6 +178,35 @@ class Backplane(ABC):
     @abstractmethod
     async def hash_get_all(self, key: str) -> dict[str, str]:
         """Every field of the shared hash ``key`` (empty when it does not exist)."""
+
+    # Recovery: the rooms routes.toml gives a history (history_size, history_ttl). The broker
+    # assigns each of their frames a position, so that positions agree whichever node a client
+    # reconnects to, keeps the frames, and delivers them to every node in position order.
+
+    def publish_positioned(self, envelope: Envelope, retention: Retention) -> None:
+        """Give a ROOM envelope, whose text has no position yet, the room's next position; keep
+        it in the room's history; and deliver it (its text made :func:`positioned_text`, its
+        ``positioned`` set) to every node watching the room, this one included, through the
+        receiver :meth:`start` was given, in position order. Never blocks the caller.
+
+        A history that is lost (the broker flushed, its keys or stream deleted, or the room
+        idle past ``retention.ttl``) starts again at offset 1 in a new epoch, never silently
+        where it stood.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no room history")
+
+    async def room_ready(self, path: str, room: str) -> None:
+        """Return once every positioned frame of this watched room published from now on will
+        reach this node (the broker confirmed the subscription). A resuming join waits for it
+        before it reads the history, so no frame can fall between the two."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no room history")
+
+    async def history(
+        self, path: str, room: str, since: Position | None, retention: Retention
+    ) -> Recovery:
+        """What a client resuming ``room`` from ``since`` missed (see :func:`recover`); with
+        ``since`` None, no frames and the room's current position."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no room history")
 
     def has_client(self, client_id: str) -> bool:
         """Whether another node holds this client; False when it cannot be known cheaply."""

@@ -82,7 +82,7 @@ async def test_size_bounds_the_history_and_an_idle_room_past_its_ttl_starts_a_ne
     try:
         short = Retention(size=2, ttl=60)
         for i in range(4):
-            node.publish_positioned(Envelope(Target.ROOM, "/ws", "r", "", '{"i":%d}' % i), short)
+            node.publish_positioned(Envelope(Target.ROOM, "/ws", "r", "", f'{{"i":{i}}}'), short)
         kept = await node.history("/ws", "r", Position(0, ""), short)
         assert not kept.recovered and kept.position.offset == 4  # 1 and 2 are gone
         epoch = kept.position.epoch

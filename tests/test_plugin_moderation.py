@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from apps.scaleout_brokers import SHARED_REDIS, eventually
 from conftest import APPS, REPO, RunningServer
 from wsclient import Peer
 
@@ -111,13 +113,18 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     return created
 
 
+def serve(venv: Venv, config: Path, **env: str) -> RunningServer:
+    """The venv's own ``vws run`` of ``config``, logging JSON lines."""
+    command = (str(venv.python), "-m", "vws.cli", "run", "--config", str(config))
+    command += ("--port", "{port}", "--log-format", "json", "--no-watch")
+    return RunningServer(config, {**venv.env, **env}, command=command)
+
+
 @pytest.fixture(scope="module")
 def server(venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     config = tmp_path_factory.mktemp("moderation-app") / "routes.toml"
     config.write_text(APP)
-    command = (str(venv.python), "-m", "vws.cli", "run", "--config", str(config))
-    command += ("--port", "{port}", "--log-format", "json", "--no-watch")
-    running = RunningServer(config, venv.env, command=command)
+    running = serve(venv, config)
     yield running
     running.stop()
 
@@ -204,6 +211,54 @@ async def test_publishing_to_a_muted_client_does_not_say_it_is_gone(server: Runn
         await mod.call("mute", {"client_id": muted.id})
         response = await post(server, {"path": "/ws", "client_id": muted.id, "event": "note"})
         assert response.json().get("error") != "no_such_client", response.text
+
+
+async def test_a_mute_holds_for_frames_from_another_node_and_is_per_node(
+    venv: Venv, tmp_path: Path
+) -> None:
+    """Two nodes over a real Redis: node two keeps frames from node one's sender from the
+    client it muted; a mute asked of node one, for a client of node two, changes nothing (the
+    README's limit: mute state is per node)."""
+    config = tmp_path / "routes.toml"
+    config.write_text(f'[server]\nchannel_prefix = "mod{secrets.token_hex(4)}"\n' + APP)
+    one = serve(venv, config, VWS_BACKPLANE=SHARED_REDIS)
+    try:
+        two = serve(venv, config, VWS_BACKPLANE=SHARED_REDIS)
+        try:
+            async with (
+                await Peer.connect(one.url + "/ws?user=mod") as far_mod,
+                await Peer.connect(two.url + "/ws?user=mod") as near_mod,
+                await Peer.connect(two.url + "/ws") as muted,
+                await Peer.connect(two.url + "/ws") as heard,
+            ):
+                for peer in (far_mod, muted, heard):
+                    await peer.call("joinRoom", room="far")
+                await near_mod.call("mute", {"client_id": muted.id})
+                await eventually(lambda: reaches(far_mod, heard, "far"))
+                await far_mod.call("to_room", {"event": "across", "room": "far"})
+                assert await heard.recv() == {"event": "across", "payload": None}
+                await muted.nothing_pending()
+
+                reply = await far_mod.call("mute", {"client_id": heard.id})
+                assert reply == {"client_id": heard.id, "muted": True}
+                await far_mod.call("to_room", {"event": "still", "room": "far"})
+                assert await heard.recv() == {"event": "still", "payload": None}
+        finally:
+            two.stop()
+    finally:
+        one.stop()
+
+
+async def reaches(sender: Peer, receiver: Peer, room: str) -> bool:
+    """Whether a frame sent to ``room`` now reaches ``receiver`` on the other node (which
+    subscribes to the room's channel a moment after the join is acknowledged)."""
+    await sender.call("to_room", {"event": "probe", "room": room})
+    try:
+        while (await receiver.recv(timeout=0.5))["event"] != "probe":
+            pass
+    except TimeoutError:
+        return False
+    return True
 
 
 async def test_mute_is_for_moderators_and_known_clients(server: RunningServer) -> None:

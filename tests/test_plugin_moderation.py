@@ -115,7 +115,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
 
 def serve(venv: Venv, config: Path, **env: str) -> RunningServer:
     """The venv's own ``vws run`` of ``config``, logging JSON lines."""
-    command = (str(venv.python), "-m", "vws.cli", "run", "--config", str(config))
+    command: tuple[str, ...] = (str(venv.python), "-m", "vws.cli", "run", "--config", str(config))
     command += ("--port", "{port}", "--log-format", "json", "--no-watch")
     return RunningServer(config, {**venv.env, **env}, command=command)
 
@@ -205,7 +205,9 @@ async def test_a_muted_client_receives_nothing_until_unmuted(server: RunningServ
     "also False when a vws_deliver hook kept the frame from a connected client, and the API "
     "answers 404 no_such_client, 'no client with that id is connected', for a client that is",
 )
-async def test_publishing_to_a_muted_client_does_not_say_it_is_gone(server: RunningServer):
+async def test_publishing_to_a_muted_client_does_not_say_it_is_gone(
+    server: RunningServer,
+) -> None:
     url = server.url + "/ws"
     async with await Peer.connect(url + "?user=mod") as mod, await Peer.connect(url) as muted:
         await mod.call("mute", {"client_id": muted.id})
@@ -417,6 +419,19 @@ def line_of(text: str, key: str) -> int:
         ('mask = ""', "mask", "mask", "expected str of length >= 1"),
         ("moderators = [1]", "moderators[0]", "moderators", "expected str, got int"),
         ("unknown = 1", "unknown", "unknown", "unknown key"),
+        # Settings.__post_init__'s checks, raised as vws's SettingsError at their key
+        (
+            'words = ["darn", "heck", "Darn"]',
+            "words[2]",
+            "words",
+            "'Darn' is listed twice (case is ignored)",
+        ),
+        (
+            'words = ["darn"]\nevents = []',
+            "events",
+            "events",
+            "is empty, so the listed words would never be masked",
+        ),
     ],
 )
 def test_settings_errors_are_located(

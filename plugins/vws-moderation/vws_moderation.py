@@ -29,6 +29,7 @@ import msgspec
 from msgspec import Meta
 
 from vws import Client, Deny, Outgoing, Server, hookimpl
+from vws.errors import SettingsError
 
 __version__ = "0.1.0"
 
@@ -56,13 +57,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         # Words are matched case-insensitively: "Darn" and "darn" are one word listed twice,
         # which is most likely a copy-paste slip worth pointing at.
         seen: set[str] = set()
-        for word in self.words:
+        for index, word in enumerate(self.words):
             folded = word.casefold()
             if folded in seen:
-                raise ValueError(f"words: {word!r} is listed twice (words ignore case)")
+                raise SettingsError(f"words.{index}", f"{word!r} is listed twice (case is ignored)")
             seen.add(folded)
         if self.words and not self.events:
-            raise ValueError("events: is empty, so the listed words would never be masked")
+            raise SettingsError("events", "is empty, so the listed words would never be masked")
 
 
 class Target(msgspec.Struct, forbid_unknown_fields=True):

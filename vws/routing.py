@@ -11,12 +11,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any, Literal
 
 import msgspec
 import msgspec.inspect
 
+from vws.backplane.base import Retention
 from vws.config import Config, KeyPath
 from vws.config.model import per_second, seconds
 from vws.config.references import importable, resolve
@@ -61,6 +63,32 @@ class Route:
     #: Messages per second a client may send (0.0: no limit) and its bucket's depth.
     rate: float = 100.0
     burst: int = 200
+    #: The history its rooms keep for recovery (None: none), and room-name patterns with a
+    #: history of their own, first match first.
+    history: Retention | None = None
+    room_history: tuple[tuple[str, Retention | None], ...] = ()
+    #: room → its retention, as looked up once (a send must not match patterns each time).
+    _retention: dict[str, Retention | None] = field(default_factory=dict, compare=False)
+
+    def retention(self, room: str) -> Retention | None:
+        """How much of ``room``'s history is kept: None when its frames get no position."""
+        try:
+            return self._retention[room]
+        except KeyError:
+            pass
+        found = self.history
+        for pattern, retention in self.room_history:
+            if fnmatchcase(room, pattern):
+                found = retention
+                break
+        if len(self._retention) >= _RETENTION_CACHE:
+            self._retention.clear()  # many one-off rooms: start over rather than grow
+        self._retention[room] = found
+        return found
+
+
+#: Rooms whose retention a route remembers before it forgets them all.
+_RETENTION_CACHE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +166,19 @@ def compile_table(config: Config) -> DispatchTable:
             timeout=timeout,
             rate=per_second(route.rate or config.server.rate),
             burst=route.burst or config.server.burst,
+            history=_retention(route.history_size, seconds(route.history_ttl)),
+            room_history=tuple(
+                (
+                    pattern,
+                    _retention(
+                        rooms.history_size,
+                        seconds(
+                            route.history_ttl if rooms.history_ttl is None else rooms.history_ttl
+                        ),
+                    ),
+                )
+                for pattern, rooms in route.rooms.items()
+            ),
         )
     tasks = {
         name: TaskRoute(
@@ -155,6 +196,10 @@ def compile_table(config: Config) -> DispatchTable:
     return DispatchTable(
         config=config, routes=MappingProxyType(routes), tasks=MappingProxyType(tasks)
     )
+
+
+def _retention(size: int, ttl: float) -> Retention | None:
+    return Retention(size, ttl) if size else None
 
 
 def _handler_key(config: Config, where: KeyPath) -> KeyPath:

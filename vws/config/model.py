@@ -205,6 +205,15 @@ class TaskConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     retry: Duration = 1.0
 
 
+class RoomsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[routes."PATH".rooms."PATTERN"]``: the history of the rooms whose names match."""
+
+    #: Frames kept per room, for clients that resume (0: these rooms keep none).
+    history_size: Annotated[int, Meta(ge=0, le=100_000)]
+    #: How long a frame is kept; unset: the route's ``history_ttl``.
+    history_ttl: Duration | None = None
+
+
 class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One ``[routes."PATH"]`` table."""
 
@@ -215,6 +224,14 @@ class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     #: This route's message rate limit; unset: ``[server] rate`` and ``burst``.
     rate: Rate | None = None
     burst: Annotated[int, Meta(ge=1)] | None = None
+    #: Frames kept per room of this route, so that a client that reconnects gets what it
+    #: missed (docs/delivery.md); 0 keeps none, and room frames carry no position.
+    history_size: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    #: How long a frame is kept; a room idle this long loses its history (a new epoch).
+    #: 0 keeps frames until ``history_size`` pushes them out.
+    history_ttl: Duration = "5m"
+    #: Room-name patterns (shell patterns, first match wins) with a history of their own.
+    rooms: dict[str, RoomsConfig] = {}
     events: dict[str, EventConfig] = {}
 
 

@@ -57,6 +57,12 @@ broadcast = "e2e_handlers:broadcast"
 leave = "e2e_handlers:leave"
 mute = "vws_moderation:mute"
 unmute = "vws_moderation:unmute"
+
+[routes."/typed"]
+middleware = ["moderation_app:identify"]
+[routes."/typed".events.mute]
+handler = "vws_moderation:mute"
+schema = "vws_moderation:Target"
 """
 
 
@@ -286,6 +292,20 @@ async def test_mute_is_for_moderators_and_known_clients(server: RunningServer) -
         # none of the refused mutes took
         await mod.call("to", {"id": target.id, "event": "still-here"})
         assert await target.recv() == {"event": "still-here", "payload": None}
+
+
+async def test_target_is_the_mute_events_schema_too(server: RunningServer) -> None:
+    async with (
+        await Peer.connect(server.url + "/typed?user=mod") as mod,
+        await Peer.connect(server.url + "/ws") as target,
+    ):
+        reply = await mod.request("mute", {"id": target.id})
+        assert reply["payload"]["code"] == "invalid_payload"  # refused at the edge
+        assert await mod.call("mute", {"client_id": target.id}) == {
+            "client_id": target.id,
+            "muted": True,
+        }
+        await target.nothing_pending()
 
 
 async def test_a_muted_client_is_forgotten_when_it_goes(server: RunningServer) -> None:

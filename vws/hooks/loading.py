@@ -475,6 +475,8 @@ def _add_reference(
     module_name = reference.partition(":")[0]
     # a module an installed entry point loads has that entry point's name, however it is named
     entry = targets.get(reference)
+    if entry is not None and entry.name in manager.failed:
+        return  # autoloaded from this very item's module, it failed and was reported then
     name = entry.name if entry is not None else _last_part(reference)
     dist = entry.dist if entry is not None else None
     names = (name, reference, module_name, dist.name if dist is not None else None)

@@ -247,6 +247,11 @@ def test_a_broken_plugin_named_in_load_stops_vws_run(tmp_path: Path):
         "routes.toml:2: plugins.load[0]: plugin 'broken' failed to import: "
         "ModuleNotFoundError: No module named 'no_such_dependency_of_vws_broken'\n"
     )
+    # named by its module, it is the same plugin: one error, not one per way of naming it
+    (tmp_path / "routes.toml").write_text('[plugins]\nload = ["vws_broken"]\n' + ROUTES)
+    checked = vws("check", cwd=tmp_path, site=site)
+    assert checked.returncode == 1
+    assert checked.stderr == result.stderr
 
 
 # --- tracebacks at debug, plugin and hook as fields --------------------------------------

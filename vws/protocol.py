@@ -72,6 +72,8 @@ class InboundFrame(Struct):
     payload: Any = None
     room: Any = UNSET
     id: FrameId | None = None
+    #: On ``joinRoom``: where the client was in the room, to get what it missed.
+    since: Any = UNSET
 
 
 class OutboundFrame(Struct, omit_defaults=True):
@@ -150,6 +152,33 @@ def _salvage_id(text: str | bytes) -> FrameId | None:
         ):
             return frame_id
     return None
+
+
+#: Longest epoch a client may send back (vws's are 11 characters).
+MAX_EPOCH_LENGTH = 64
+
+
+def check_since(since: Any) -> tuple[int, str] | None:
+    """The ``since`` of a ``joinRoom``: ``{"offset": N, "epoch": "..."}`` as (offset, epoch), or
+    None when the frame has none.
+
+    Raises:
+        ProtocolError: ``bad_frame`` when it is not such an object.
+    """
+    if since is UNSET or since is None:
+        return None
+    if isinstance(since, dict):
+        offset, epoch = since.get("offset"), since.get("epoch", "")
+        if (
+            type(offset) is int
+            and offset >= 0
+            and type(epoch) is str
+            and len(epoch) <= MAX_EPOCH_LENGTH
+        ):
+            return offset, epoch
+    raise ProtocolError(
+        "bad_frame", 'since must be {"offset": a whole number >= 0, "epoch": a string}'
+    )
 
 
 def check_room(room: Any, frame: InboundFrame | None = None) -> str:

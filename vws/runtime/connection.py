@@ -37,6 +37,7 @@ from vws.protocol import (
     ROOM_EVENTS,
     InboundFrame,
     check_room,
+    check_since,
     close_reason,
     decode_frame,
     encode_frame,
@@ -272,6 +273,8 @@ class Connection:
         """Refuse or run one decoded frame, then acknowledge or report."""
         server, client = self.server, self.client
         event, frame_id = frame.event, frame.id
+        #: After a resuming join: lets the live frames held meanwhile follow the ack.
+        release: Callable[[], None] | None = None
         try:
             if event in CLIENT_RESERVED:
                 raise ProtocolError("reserved_event", f"{event!r} is reserved and cannot be sent")
@@ -280,9 +283,9 @@ class Connection:
                 await self._message_hooks(event, frame.payload)
             if event in JOIN_EVENTS:
                 room = check_room(frame.room, frame)
+                since = check_since(frame.since)
                 self._busy(self._route_timeout())
-                await server.join(client, room)
-                result: Any = {"room": room}
+                result, release = await server.join_asked(client, room, since)
             elif event in LEAVE_EVENTS:
                 room = check_room(frame.room, frame)
                 self._busy(self._route_timeout())
@@ -340,6 +343,8 @@ class Connection:
                     return
                 server.fanout.send_own(client.client_id, ack)
         finally:
+            if release is not None:
+                release()
             if self.deadline:
                 self._idle()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -27,6 +28,7 @@ from vws.runtime.hub import Accept, Hub
 from vws.runtime.messages import Outgoing
 
 if TYPE_CHECKING:
+    from vws.routing import DispatchTable, Route
     from vws.runtime.client import Client
     from vws.runtime.outbox import Outbox
     from vws.runtime.stats import Stats
@@ -36,6 +38,8 @@ logger = logging.getLogger("vws.runtime.fanout")
 #: How a frame from another node is read back for the ``vws_deliver`` hooks.
 _frames = msgspec.json.Decoder()
 _KINDS = {Target.ROOM: "room", Target.CLIENT: "to", Target.BROADCAST: "broadcast"}
+#: The message :meth:`Fanout.replay_text` passes on when no hook will look at it.
+_REPLAYED = Outgoing(kind="room", event="", path="", replay=True)
 
 
 class Fanout:
@@ -47,6 +51,16 @@ class Fanout:
         self.stats = stats
         #: Per sender, the last frame still inside an async vws_emit chain.
         self._tails: dict[str, asyncio.Task[None]] = {}
+        self.routes: Mapping[str, Route] = {}
+        #: Paths with rooms that keep a history: their room frames get positions.
+        self.positioned: frozenset[str] = frozenset()
+
+    def serve(self, table: DispatchTable) -> None:
+        """Take a dispatch table's routes: which rooms keep a history."""
+        self.routes = table.routes
+        self.positioned = frozenset(
+            path for path, route in table.routes.items() if route.history or route.room_history
+        )
 
     def send(self, message: Outgoing) -> bool:
         """Run the hooks and deliver; never waits.
@@ -97,6 +111,22 @@ class Fanout:
             return False
         self.send_own(client.client_id, text or encode_frame(message.event, message.payload))
         return True
+
+    def replay_text(self, client: Client, text: str) -> bool:
+        """:meth:`replay` of a kept frame known only by its text (a room history's), read
+        back for the ``vws_deliver`` hooks only when somebody implements them."""
+        if not self.hooks.deliver:
+            return self.replay(client, _REPLAYED, text)
+        frame = _frames.decode(text)
+        message = Outgoing(
+            kind="room",
+            event=frame.get("event", ""),
+            payload=frame.get("payload"),
+            path=client.path,
+            target=frame.get("room"),
+            replay=True,
+        )
+        return self.replay(client, message, text)
 
     def receive(self, envelope: Envelope) -> None:
         """Deliver another node's envelope to this node's clients (the backplane calls this)."""
@@ -188,10 +218,14 @@ class Fanout:
         accept = self._accepting(message) if self.hooks.deliver else None
         user = message.user or ""
         if kind == "room":
-            envelope = Envelope(
-                Target.ROOM, message.path, message.target or "", "", text, hub.node_id, user
-            )
-            hub.publish(envelope, accept)
+            room = message.target or ""
+            envelope = Envelope(Target.ROOM, message.path, room, "", text, hub.node_id, user)
+            route = self.routes.get(message.path) if message.path in self.positioned else None
+            retention = route.retention(room) if route is not None else None
+            if retention is None:
+                hub.publish(envelope, accept)
+            else:  # the backplane positions it, and delivers it here too, in position order
+                hub.backplane.publish_positioned(envelope, retention)
         elif kind == "broadcast":
             sender = message.sender
             exclude = sender.client_id if sender is not None else ""

@@ -17,10 +17,12 @@ import asyncio
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vws import backplane as backplanes
+from vws.backplane import Position, Recovery
 from vws.errors import USER_CODE_FAILURES, Deny, FanoutLimit, ProtocolError
 from vws.hooks import Hooks
 from vws.hooks.specs import Action, LeaveReason
@@ -28,12 +30,14 @@ from vws.routing import DispatchTable
 from vws.runtime.fanout import Fanout
 from vws.runtime.hub import Hub
 from vws.runtime.messages import Outgoing
+from vws.runtime.recovery import Holding, acknowledgement
 from vws.runtime.stats import Stats
 from vws.runtime.tasks import Tasks
 
 if TYPE_CHECKING:
     from vws.runtime.client import Client
     from vws.runtime.connection import Connection
+    from vws.runtime.outbox import Outbox
 
 logger = logging.getLogger("vws.runtime.node")
 
@@ -55,6 +59,7 @@ class Server:
         #: What this node counts, for /metrics and the status page (vws.ops.metrics).
         self.stats = Stats(table)
         self.fanout = Fanout(self.hub, self.hooks, self.stats)
+        self.fanout.serve(table)
         #: client id → its connection, for every registered client.
         self.connections: dict[str, Connection] = {}
         #: Connections waiting on an async handler or hooks, overseen by :meth:`watch`.
@@ -72,6 +77,7 @@ class Server:
     def swap(self, table: DispatchTable, hooks: Hooks | None = None) -> None:
         """Serve a new dispatch table (and hooks, when given) from the next frame on."""
         self.table = table
+        self.fanout.serve(table)
         self.stats.reloaded(table)
         if self._started:
             self.tasks.update(table.tasks)
@@ -227,8 +233,58 @@ class Server:
         if _running is self:
             _running = None
 
-    async def join(self, client: Client, room: str) -> bool:
+    async def join_asked(
+        self, client: Client, room: str, since: tuple[int, str] | None
+    ) -> tuple[dict[str, Any], Callable[[], None] | None]:
+        """A ``joinRoom`` frame: join, and in a room that keeps a history, replay what the
+        client missed since ``since`` (see :mod:`vws.runtime.recovery`).
+
+        Returns the ack's payload, and what to call once the ack is queued (None for a room
+        without history): it lets the live frames that arrived meanwhile follow.
+
+        Raises:
+            ProtocolError: the join was refused (as :meth:`join`).
+        """
+        route = self.table.routes.get(client.path)
+        retention = route.retention(room) if route is not None else None
+        if retention is None:
+            await self.join(client, room)
+            return acknowledgement(room, since is not None, False, None), None
+        holding = Holding(client)
+        if not await self.join(client, room, holding):
+            return acknowledgement(room, since is not None, False, None), None
+        recovery: Recovery | None = None
+        try:
+            await self.backplane.room_ready(client.path, room)
+            wanted = None if since is None else Position(*since)
+            recovery = await self.backplane.history(client.path, room, wanted, retention)
+        except USER_CODE_FAILURES:  # the broker is out of reach: say nothing was recovered
+            logger.warning("the history of room %r on %s could not be read", room, client.path)
+        except BaseException:
+            self._release(client, room, holding, [])  # cancelled: let the live frames through
+            raise
+        if recovery is not None and recovery.recovered:
+            for text in recovery.frames:
+                self.fanout.replay_text(client, text)
+        held, position = holding.after(recovery)
+        recovered = recovery is not None and recovery.recovered
+        return acknowledgement(room, since is not None, recovered, position), (
+            lambda: self._release(client, room, holding, held)
+        )
+
+    def _release(self, client: Client, room: str, holding: Holding, held: list[str]) -> None:
+        """Queue the held live frames and give the room the client's outbox again."""
+        if client.outbox is None:
+            return
+        if self.hub.rooms.replace(client.path, room, client.client_id, client.outbox):
+            for text in held:
+                self.fanout.send_own(client.client_id, text)
+
+    async def join(self, client: Client, room: str, holding: Holding | None = None) -> bool:
         """Add ``client`` to ``room`` if the hooks allow; False when it was a member already.
+
+        ``holding`` stands in the room for the client's outbox until it is released (a
+        resuming join, see :meth:`join_asked`).
 
         Raises:
             ProtocolError: ``too_many_rooms`` or ``join_denied``.
@@ -258,7 +314,8 @@ class Server:
         if client.closing or client.outbox is None or room in client._rooms:
             return False
         client._rooms.add(room)
-        self.hub.join(client.client_id, client.path, room, client.outbox)
+        member = client.outbox if holding is None else cast("Outbox", holding)
+        self.hub.join(client.client_id, client.path, room, member)
         await self.hooks.observe("vws_joined_room", client=client, room=room)
         return True
 

@@ -30,6 +30,15 @@ class Rooms(Generic[Member]):
         members[member_id] = member
         return True
 
+    def replace(self, path: str, room: str, member_id: str, member: Member) -> bool:
+        """Put ``member`` where a member of that id is (its place in the order kept); False
+        when there is none."""
+        members = self._rooms.get((path, room))
+        if members is None or member_id not in members:
+            return False
+        members[member_id] = member
+        return True
+
     def discard(self, path: str, room: str, member_id: str) -> bool:
         """Take a member out of a room; False when it was not there. Empty rooms are forgotten."""
         key = (path, room)

@@ -305,7 +305,6 @@ RAISES_AT_CONNECT = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="waiting for calling.py to use logs.plugin_failed")
 def test_a_hook_that_raises_is_logged_with_plugin_and_hook_fields(tmp_path: Path):
     name = plugin_module(tmp_path, RAISES_AT_CONNECT)
     config = tmp_path / "routes.toml"
@@ -334,9 +333,6 @@ RAISES_AT_STARTUP = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="waiting for vws/edge/app.py to call logs.debug_traceback on startup"
-)
 def test_a_vws_startup_failure_has_its_traceback_at_debug(tmp_path: Path):
     name = plugin_module(tmp_path, RAISES_AT_STARTUP)
     (tmp_path / "routes.toml").write_text(f'[plugins]\nload = ["{name}"]\n' + ROUTES)

@@ -83,9 +83,15 @@ def _plain_startup_failure(send: Send) -> Send:
 
     async def lifespan_send(message: dict[str, Any]) -> None:
         if message["type"] == "lifespan.startup.failed":
-            error = _worded(sys.exception())
+            failure = sys.exception()
+            error = _worded(failure)
             if error is not None:
                 message = {**message, "message": f"vws cannot start: {error}"}
+                if isinstance(error, PluginError):  # where in the plugin, at --log-level debug
+                    cause = error.__cause__ or error
+                    logs.debug_traceback(
+                        logger, str(error), cause, plugin=error.plugin, hook=error.hook
+                    )
         await send(message)
 
     return lifespan_send

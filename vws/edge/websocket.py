@@ -15,6 +15,7 @@ from vws import logs
 from vws.edge.hosts import header, host_allowed
 from vws.edge.origin import origin_allowed
 from vws.errors import USER_CODE_FAILURES, Deny
+from vws.hooks.calling import refusal_failed
 from vws.protocol import CLOSE_INTERNAL, CLOSE_NO_ROUTE, close_reason
 from vws.runtime.asgi import AsgiSocket
 from vws.runtime.client import Client
@@ -76,8 +77,8 @@ async def handshake(server: Server, scope: Scope, socket: Socket) -> None:
     except Deny as deny:
         await _refuse(server, client, socket, deny.code, deny.reason)
         return
-    except USER_CODE_FAILURES:
-        logger.exception("middleware or a vws_connect hook raised on %s; refusing", path)
+    except USER_CODE_FAILURES as error:
+        refusal_failed(error, f"refusing the client on {path}", logger)
         await _refuse(server, client, socket, CLOSE_INTERNAL, "internal error")
         return
     await socket.accept()

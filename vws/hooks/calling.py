@@ -47,16 +47,18 @@ class PluginLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return msg, kwargs
 
 
-def failed(plugin: str, hook: str, outcome: str) -> None:
+def failed(plugin: str, hook: str, outcome: str, log: logging.Logger = logger) -> None:
     """Log the exception being handled, raised by ``plugin`` in ``hook``, with both as fields."""
-    logs.event(
-        logger,
-        f"plugin {plugin!r} raised in {hook}; {outcome}",
-        logging.ERROR,
-        plugin=plugin,
-        hook=hook,
-        exc_info=True,
-    )
+    logs.plugin_failed(log, plugin, hook, f"plugin {plugin!r} raised in {hook}; {outcome}")
+
+
+def refusal_failed(error: BaseException, outcome: str, log: logging.Logger = logger) -> None:
+    """Log a refusal hook's failure (what :meth:`Hooks.call` raised) naming plugin and hook as
+    fields; anything else vws called on the way (middleware) is logged as it is."""
+    if isinstance(error, PluginError):
+        failed(error.plugin, error.hook, outcome, log)
+    else:
+        log.exception(outcome)
 
 
 def default_settings(plugin: object) -> Any:

@@ -29,6 +29,7 @@ import msgspec
 
 from vws import logs
 from vws.errors import USER_CODE_FAILURES, Deny, ProtocolError
+from vws.hooks.calling import refusal_failed
 from vws.protocol import (
     CLIENT_RESERVED,
     CLOSE_SLOW,
@@ -428,8 +429,8 @@ class Connection:
             )
         except Deny:
             raise
-        except USER_CODE_FAILURES:
-            logger.exception("a vws_message hook raised; the frame is refused")
+        except USER_CODE_FAILURES as error:
+            refusal_failed(error, "the frame is refused", logger)
             raise Deny("refused by a plugin") from None
 
     def _target(self, event: str, payload: Any) -> tuple[EventRoute, Any]:

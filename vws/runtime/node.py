@@ -25,6 +25,7 @@ from vws import backplane as backplanes
 from vws.backplane import Position, Recovery
 from vws.errors import USER_CODE_FAILURES, Deny, FanoutLimit, ProtocolError
 from vws.hooks import Hooks
+from vws.hooks.calling import refusal_failed
 from vws.hooks.specs import Action, LeaveReason
 from vws.routing import DispatchTable
 from vws.runtime.fanout import Fanout
@@ -307,8 +308,8 @@ class Server:
             await self.hooks.call("vws_join_room", client=client, room=room)
         except Deny as deny:
             raise await self._refused(client, "join", room, "join_denied", deny.reason) from None
-        except USER_CODE_FAILURES:
-            logger.exception("a vws_join_room hook raised; the join is refused")
+        except USER_CODE_FAILURES as error:
+            refusal_failed(error, "the join is refused", logger)
             message = "the join was refused"
             raise await self._refused(client, "join", room, "join_denied", message) from None
         if client.closing or client.outbox is None or room in client._rooms:
@@ -345,8 +346,8 @@ class Server:
                 await self.hooks.call("vws_leave_room", client=client, room=room)
             except Deny as deny:
                 refusal = deny.reason
-            except USER_CODE_FAILURES:
-                logger.exception("a vws_leave_room hook raised; the leave is refused")
+            except USER_CODE_FAILURES as error:
+                refusal_failed(error, "the leave is refused", logger)
                 refusal = "the leave was refused"
             if refusal is not None:
                 raise await self._refused(client, "leave", room, "leave_denied", refusal)

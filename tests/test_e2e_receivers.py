@@ -53,14 +53,15 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     running.stop()
 
 
-def publish(server: RunningServer, message: dict[str, object]) -> int:
+def publish(server: RunningServer, message: object) -> dict[str, object]:
     request = urllib.request.Request(
         server.http + "/_vws/api/publish",
         data=json.dumps(message).encode(),
         headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
-        return response.status
+        assert response.status == 200
+        return json.loads(response.read())
 
 
 async def test_a_hidden_client_gets_nothing_while_the_others_get_everything(server: RunningServer):
@@ -79,7 +80,11 @@ async def test_a_hidden_client_gets_nothing_while_the_others_get_everything(serv
         assert await sender.call("to", {"id": seen.id, "event": "direct"}) is True
         publish(server, {"path": "/ws", "room": "r", "event": "api"})
         publish(server, {"path": "/ws", "broadcast": True, "event": "api-all"})
-        expected = ["in-room", "to-all", "direct", "api", "api-all"]
+        to_hidden = {"path": "/ws", "client_id": hidden.id, "event": "api-direct"}
+        assert publish(server, to_hidden)["error"] == "dropped"  # the API says so, too
+        batch = publish(server, [to_hidden, {**to_hidden, "client_id": seen.id}])
+        assert batch["results"] == [{"ok": False, "error": "dropped"}, {"ok": True}]
+        expected = ["in-room", "to-all", "direct", "api", "api-all", "api-direct"]
         assert [(await seen.recv())["event"] for _ in expected] == expected
         # hidden, the frames it was kept from never come: the next it gets is the one after it
         # is shown again, and its own acks were never withheld

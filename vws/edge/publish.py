@@ -115,16 +115,28 @@ def _problem(message: Message, server: Server) -> str | None:
     return None
 
 
-def send(message: Message, server: Server) -> bool:
-    """Send one message as :func:`vws.server`'s methods do; False when its client is connected
-    to no node."""
+#: Why a message to one client did not go out, as its result says it.
+NO_SUCH_CLIENT = "no_such_client"
+DROPPED = "dropped"
+_WHY = {
+    NO_SUCH_CLIENT: "no client with that id is connected",
+    DROPPED: "a plugin dropped the frame or kept it from that client",
+}
+
+
+def send(message: Message, server: Server) -> str | None:
+    """Send one message as :func:`vws.server`'s methods do; why it did not go out (its client
+    is connected to no node, or a plugin dropped it), or None."""
     if message.client_id is not None:
-        return server.to(message.client_id, message.event, message.payload)
+        if not server.has_client(message.client_id):
+            return NO_SUCH_CLIENT
+        sent = server.to(message.client_id, message.event, message.payload)
+        return None if sent else DROPPED
     if message.room is not None:
         server.to_room(message.path, message.room, message.event, message.payload)
     else:
         server.broadcast(message.path, message.event, message.payload)
-    return True
+    return None
 
 
 # Litestar's own body limit (10 MB by default) is lifted here: ``[admin] max_publish_bytes``,
@@ -150,13 +162,14 @@ async def publish(request: Request[Any, Any, Any]) -> Response[Any]:
     if batch:
         return Response(
             {
-                "sent": sum(results),
+                "sent": results.count(None),
                 "results": [
-                    {"ok": True} if ok else {"ok": False, "error": "no_such_client"}
-                    for ok in results
+                    {"ok": True} if why is None else {"ok": False, "error": why} for why in results
                 ],
             }
         )
-    if not results[0]:
-        return _error(404, "no_such_client", "no client with that id is connected")
+    if results[0] == NO_SUCH_CLIENT:
+        return _error(404, NO_SUCH_CLIENT, _WHY[NO_SUCH_CLIENT])
+    if results[0] == DROPPED:  # the request was good: a plugin decided (vws_emit, vws_deliver)
+        return Response({"ok": False, "error": DROPPED, "message": _WHY[DROPPED]})
     return Response({"ok": True})

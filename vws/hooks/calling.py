@@ -92,6 +92,17 @@ class Impl:
         self.argnames: tuple[str, ...] = tuple(n for n in names if n not in BOUND_ARGUMENTS)
         self.is_async = inspect.iscoroutinefunction(impl.function)
 
+    def pair(self) -> Callable[[Any, Any], Any]:
+        """This implementation as a function of ``(client, message)``, for ``vws_deliver``,
+        which runs once per receiver: the function itself when it takes exactly those two,
+        so the call costs no dict and no list."""
+        function, names = self.function, self.argnames
+        if self.bound is None and names == ("client", "message"):
+            return function
+        if self.bound is None and names == ("message", "client"):
+            return lambda client, message: function(message, client)
+        return lambda client, message: self({"client": client, "message": message})
+
     def __call__(self, kwargs: dict[str, Any]) -> Any:
         if self.bound is None:
             return self.function(*[kwargs[name] for name in self.argnames])
@@ -130,6 +141,8 @@ class Hooks:
         self.emit_is_async = any(impl.is_async for impl in self.emit)
         #: vws_deliver implementations, called per receiver; empty when nobody filters.
         self.deliver = self.impls["vws_deliver"]
+        #: The same, each as (plugin name, a function of (client, message)).
+        self.deliver_calls = tuple((impl.plugin_name, impl.pair()) for impl in self.deliver)
         refused = [impl.plugin_name for impl in self.deliver if impl.is_async]
         if refused:
             message = "vws_deliver runs once per receiver inside the fan-out: make it a plain def"

@@ -194,17 +194,18 @@ class Fanout:
 
     def _accepting(self, message: Outgoing) -> Accept:
         """The per-receiver check of ``message``: every ``vws_deliver`` implementation, in
-        order, until one says False."""
-        impls = self.hooks.deliver
+        order, until one says False. It runs once per receiver, so each implementation is
+        called directly with the two arguments, not through a dict of them."""
+        calls = self.hooks.deliver_calls
 
         def accept(outbox: Outbox) -> bool:
-            arguments = {"client": outbox.client, "message": message}
-            for impl in impls:
+            client = outbox.client
+            for plugin, call in calls:
                 try:
-                    if impl(arguments) is False:
+                    if call(client, message) is False:
                         return False
                 except USER_CODE_FAILURES:
-                    failed(impl.plugin_name, "vws_deliver", "the frame is withheld from a client")
+                    failed(plugin, "vws_deliver", "the frame is withheld from a client")
                     return False
             return True
 

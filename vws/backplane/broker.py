@@ -14,7 +14,12 @@ client registry. A subclass only moves bytes to and from its broker.
   it. The node also listens for its own heartbeats: when they stop coming back, the
   subscription is dead even if the socket looks alive, and it reconnects.
 - **Own publications.** Every message names its origin node; a node drops what it sent itself,
-  so nothing is delivered twice even where the broker echoes publications.
+  so nothing is delivered twice even where the broker echoes publications. Positioned
+  envelopes (rooms with a history) are the exception: the broker gives them their position,
+  so every node, the publishing one included, delivers them only as the broker sends them
+  back, and in the broker's order.
+- **Positioned publishes** wait in the same queue as the others, so they keep their order
+  with them, and are dropped and counted the same way when the broker is out of reach.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import random
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Collection
+from typing import NamedTuple
 
-from vws.backplane.base import Backplane, Envelope, Receiver, Target
+from vws.backplane.base import Backplane, Envelope, Receiver, Retention, Target
 from vws.backplane.registry import Registry
 from vws.backplane.wire import Control, Op, decode, encode_control, encode_envelope
 
@@ -47,6 +53,17 @@ class BrokerError(Exception):
     """The broker could not be reached or refused a command."""
 
 
+class PositionedPublish(NamedTuple):
+    """A ROOM envelope waiting in the publish queue for the broker to give it a position."""
+
+    envelope: Envelope
+    retention: Retention
+
+
+#: What waits in the publish queue for one channel: the bytes to publish, or a positioned publish.
+Outgoing = bytes | PositionedPublish
+
+
 class BrokerBackplane(Backplane):
     """A backplane over a pub/sub broker; subclasses implement the transport methods."""
 
@@ -58,13 +75,15 @@ class BrokerBackplane(Backplane):
         self.registry = Registry()
         self._receive: Receiver | None = None
         self._local: Collection[str] = ()
-        self._queue: deque[tuple[float, str, bytes]] = deque()
+        self._queue: deque[tuple[float, str, Outgoing]] = deque()
         self._wake = asyncio.Event()
         #: Set while the queue is empty and nothing is being sent.
         self._idle = asyncio.Event()
         self._up = asyncio.Event()
         self._broken = asyncio.Event()
         self._dirty = asyncio.Event()
+        #: Replaced and set whenever a room may have become ready (see :meth:`room_ready`).
+        self._readiness = asyncio.Event()
         self._subscription_lock = asyncio.Lock()
         #: The channels of the rooms with local members.
         self._rooms: set[str] = set()
@@ -117,8 +136,24 @@ class BrokerBackplane(Backplane):
     async def _unsubscribe(self, channels: list[str]) -> None: ...
 
     @abstractmethod
-    async def _send(self, batch: list[tuple[str, bytes]]) -> None:
-        """Publish each ``(channel, data)`` in order."""
+    async def _send(self, batch: list[tuple[str, Outgoing]]) -> int:
+        """Publish each ``(channel, data)`` in order; a :class:`PositionedPublish` goes to the
+        room's history and reaches every node watching the room (this one too) in position
+        order.
+
+        Returns the number of messages the broker refused (dropped, counted by the caller);
+        raises when the connection failed.
+        """
+
+    def _room_is_ready(self, channel: str) -> bool:
+        """Whether the broker confirmed that this node receives the room's positioned frames
+        (``channel`` is the room's, and the room is watched)."""
+        return False
+
+    def _readiness_changed(self) -> None:
+        """Wake :meth:`room_ready` waiters: some room may have become ready."""
+        self._readiness.set()
+        self._readiness = asyncio.Event()
 
     @abstractmethod
     async def _listen(self) -> None:
@@ -230,6 +265,36 @@ class BrokerBackplane(Backplane):
             channel = self.all_channel
         self._enqueue(channel, encode_envelope(envelope))
 
+    def publish_positioned(self, envelope: Envelope, retention: Retention) -> None:
+        channel = self.room_channel(envelope.path, envelope.target)
+        self._enqueue(channel, PositionedPublish(envelope, retention))
+
+    async def room_ready(self, path: str, room: str) -> None:
+        """Wait (up to ``publish_timeout``) for the broker to confirm the room's subscription.
+
+        Raises:
+            BrokerError: the broker is out of reach, or did not confirm in time, or the room is
+                not watched.
+        """
+        channel = self.room_channel(path, room)
+        if channel not in self._rooms:
+            raise BrokerError(f"backplane {self.url}: room {room!r} of {path} is not watched")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.publish_timeout
+        while not self._room_is_ready(channel):
+            if not self._connected:
+                raise BrokerError(f"backplane {self.url} is not connected")
+            if channel not in self._rooms:
+                raise BrokerError(f"backplane {self.url}: room {room!r} of {path} left meanwhile")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BrokerError(
+                    f"backplane {self.url}: the broker did not confirm room {room!r} of {path} "
+                    f"within {self.options.publish_timeout:g}s"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._readiness.wait(), min(remaining, 0.25))
+
     def watch_room(self, path: str, room: str) -> None:
         self._rooms.add(self.room_channel(path, room))
         self._dirty.set()
@@ -240,7 +305,7 @@ class BrokerBackplane(Backplane):
 
     # -- publishing
 
-    def _enqueue(self, channel: str, data: bytes, *, control: bool = False) -> None:
+    def _enqueue(self, channel: str, data: Outgoing, *, control: bool = False) -> None:
         queue = self._queue
         if len(queue) >= self.options.publish_queue and not control:
             self._drop(1, "the publish queue is full")
@@ -303,12 +368,14 @@ class BrokerBackplane(Backplane):
                 continue
             batch = [queue.popleft()[1:] for _ in range(min(len(queue), BATCH))]
             try:
-                await asyncio.wait_for(self._send(batch), self.options.publish_timeout)
+                refused = await asyncio.wait_for(self._send(batch), self.options.publish_timeout)
             except (Exception, TimeoutError) as exc:
                 self._drop(len(batch), f"publishing failed: {exc!r}")
                 self._lost()
             else:
-                self.counters["published"] += len(batch)
+                self.counters["published"] += len(batch) - refused
+                if refused:
+                    self._drop(refused, "the broker refused them")
 
     # -- the connection
 
@@ -469,9 +536,10 @@ class BrokerBackplane(Backplane):
             logger.warning("backplane %s: ignoring a message vws cannot read (%s)", self.url, exc)
             return
         if type(message) is Envelope:
-            if message.origin != self.node_id and self._receive is not None:
+            receive = self._receive
+            if receive is not None and (message.origin != self.node_id or message.positioned):
                 self.counters["received"] += 1
-                self._receive(message)
+                receive(message)
             return
         assert isinstance(message, Control)
         node = message.node

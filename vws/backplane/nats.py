@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from vws.backplane.broker import BrokerBackplane, BrokerError
+from vws.backplane.broker import BrokerBackplane, BrokerError, Outgoing
 
 logger = logging.getLogger("vws.backplane")
 
@@ -128,10 +128,15 @@ class NatsBackplane(BrokerBackplane):
     async def _deliver(self, msg: Msg) -> None:
         self._on_message(msg.data)
 
-    async def _send(self, batch: list[tuple[str, bytes]]) -> None:
+    async def _send(self, batch: list[tuple[str, Outgoing]]) -> int:
         nc = self._client()
+        refused = 0
         for channel, data in batch:
-            await nc.publish(channel, data)
+            if type(data) is bytes:
+                await nc.publish(channel, data)
+            else:
+                refused += 1
+        return refused
 
     async def _listen(self) -> None:
         await self._gone.wait()

@@ -9,18 +9,28 @@ A node keeps ``PREFIX:alive:ID`` alive with its heartbeat, lists the hashes it w
 ``PREFIX:owned:ID`` and itself in ``PREFIX:writers``; the fields of a node whose liveness key
 has expired are removed when a surviving node notices it is gone, when any node reads them,
 and when any node starts.
+
+Room histories (rooms with recovery) are kept by Redis itself, see
+:mod:`vws.backplane.redis_history`: a positioned publish is one EVALSHA, pipelined with the
+plain publishes in the same batches, so recovery costs no extra round trip per frame.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from typing import cast
+from collections import Counter
+from typing import Any, cast
 
+import hiredis
 import redis.asyncio as aioredis
 
-from vws.backplane.broker import BrokerBackplane, BrokerError
+from vws.backplane import redis_history
+from vws.backplane.base import Position, Recovery, Retention, new_epoch, recover
+from vws.backplane.broker import BrokerBackplane, BrokerError, Outgoing, PositionedPublish
 from vws.backplane.resp import RedisAddress, RespConnection, encode_command
+from vws.backplane.wire import positioned_parts
 
 logger = logging.getLogger("vws.backplane")
 
@@ -40,6 +50,11 @@ class RedisBackplane(BrokerBackplane):
         self._pub: RespConnection | None = None
         self._sub: RespConnection | None = None
         self._client: aioredis.Redis | None = None
+        self._read_history: Any = None  # redis-py's Script (untyped), for the current client
+        #: Room channels whose subscription Redis confirmed on the current connection.
+        self._live: set[str] = set()
+        #: Subscription changes sent and not yet confirmed, per channel.
+        self._pending: Counter[str] = Counter()
 
     # -- names
 
@@ -62,6 +77,11 @@ class RedisBackplane(BrokerBackplane):
     def _hash_key(self, key: str) -> str:
         return f"{self.prefix}:hash:{key}"
 
+    def _history_keys(self, path: str, room: str) -> tuple[str, str]:
+        """The room's position hash and its stream of frames."""
+        base = f"{self.prefix}:hist:{_escape(path)}:{_escape(room)}"
+        return f"{base}:pos", f"{base}:frames"
+
     @property
     def _writers_key(self) -> str:
         """The set of nodes that may have fields in the shared hashes."""
@@ -70,11 +90,28 @@ class RedisBackplane(BrokerBackplane):
     # -- transport
 
     async def _connect(self) -> None:
+        self._live.clear()
+        self._pending.clear()
         self._pub = await RespConnection.open(self._address)
         self._sub = await RespConnection.open(self._address)
+        # The publishing connection runs the history script, which touches keys: it must use
+        # the URL's database (pub/sub alone ignores it), and find the script loaded.
+        if self._address.db:
+            self._pub.write(encode_command("SELECT", self._address.db))
+            await self._pub.expect_ok()
+        await self._load_script(self._pub)
         self._client = aioredis.Redis.from_url(
             self.url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=5.0
         )
+        self._read_history = self._client.register_script(redis_history.READ)
+
+    @staticmethod
+    async def _load_script(connection: RespConnection) -> None:
+        connection.write(encode_command("SCRIPT", "LOAD", redis_history.PUBLISH))
+        await connection.drain()
+        reply = await connection.read()
+        if isinstance(reply, hiredis.ReplyError):
+            raise ConnectionError(f"Redis refused the history script: {reply}")
 
     async def _disconnect(self) -> None:
         for connection in (self._pub, self._sub):
@@ -96,18 +133,55 @@ class RedisBackplane(BrokerBackplane):
         """Subscription changes go in batches; their confirmations are read by the listener."""
         if self._sub is None:
             raise ConnectionError("not connected")
+        live, pending = self._live, self._pending
+        for channel in channels:  # live again only once this change is confirmed
+            live.discard(channel)
+            pending[channel] += 1
         for start in range(0, len(channels), 1000):
             self._sub.write(encode_command(command, *channels[start : start + 1000]))
         await self._sub.drain()
 
-    async def _send(self, batch: list[tuple[str, bytes]]) -> None:
+    async def _send(self, batch: list[tuple[str, Outgoing]]) -> int:
         connection = self._pub
         if connection is None:
             raise ConnectionError("not connected")
-        connection.write(b"".join(encode_command("PUBLISH", ch, data) for ch, data in batch))
+        commands = [
+            encode_command("PUBLISH", ch, data)
+            if type(data) is bytes
+            else self._positioned_command(ch, cast("PositionedPublish", data))
+            for ch, data in batch
+        ]
+        connection.write(b"".join(commands))
         await connection.drain()
-        for _ in batch:
-            await connection.read()
+        refused, unknown = 0, []
+        for command in commands:
+            reply = await connection.read()
+            if type(reply) is hiredis.ReplyError:
+                if str(reply).startswith("NOSCRIPT"):
+                    unknown.append(command)
+                else:
+                    refused += 1
+                    logger.warning("backplane %s: Redis refused a publish: %s", self.url, reply)
+        if unknown:  # the script cache was flushed: load it again, send those again in order
+            await self._load_script(connection)
+            connection.write(b"".join(unknown))
+            await connection.drain()
+            for _ in unknown:
+                if type(await connection.read()) is hiredis.ReplyError:
+                    refused += 1
+        return refused
+
+    def _positioned_command(self, channel: str, publish: PositionedPublish) -> bytes:
+        """The EVALSHA that positions, keeps and publishes one frame (see
+        :data:`~vws.backplane.redis_history.PUBLISH`)."""
+        envelope, retention = publish
+        pos, frames = self._history_keys(envelope.path, envelope.target)
+        head, tail = positioned_parts(envelope)
+        return encode_command(
+            "EVALSHA", redis_history.PUBLISH_SHA, 2, pos, frames,
+            new_epoch(), retention.size, int(retention.ttl * 1000),
+            json.dumps(envelope.target), envelope.text, channel, head, tail,
+        )  # fmt: skip
 
     async def _listen(self) -> None:
         connection = self._sub
@@ -119,6 +193,50 @@ class RedisBackplane(BrokerBackplane):
             for reply in connection.replies():
                 if reply[0] == b"message":
                     on_message(reply[2])
+                elif reply[0] in (b"subscribe", b"unsubscribe"):
+                    self._confirmed(reply[0] == b"subscribe", reply[1].decode())
+
+    def _confirmed(self, subscribed: bool, channel: str) -> None:
+        """Redis confirmed a subscription change: a channel whose every change is confirmed,
+        the last a SUBSCRIBE, hears everything published from now on."""
+        pending = self._pending
+        pending[channel] -= 1
+        if pending[channel] > 0:
+            return
+        del pending[channel]
+        if subscribed:
+            self._live.add(channel)
+            self._readiness_changed()
+        else:
+            self._live.discard(channel)
+
+    def _room_is_ready(self, channel: str) -> bool:
+        return channel in self._live and channel in self._rooms
+
+    # -- room histories
+
+    async def history(
+        self, path: str, room: str, since: Position | None, retention: Retention
+    ) -> Recovery:
+        """The room's position and, asked ``since`` a position, what came after it, read in one
+        script so that they agree.
+
+        Raises:
+            BrokerError: Redis is out of reach or refused the script.
+        """
+        if self._read_history is None or self._client is None:
+            raise BrokerError(f"backplane {self.url} is not connected")
+        after = "" if since is None else str(since.offset)
+        try:
+            reply = await self._read_history(
+                keys=self._history_keys(path, room), args=[after], client=self._client
+            )
+        except aioredis.RedisError as exc:
+            raise BrokerError(f"backplane {self.url}: {exc}") from exc
+        current, frames = redis_history.read_reply(reply, retention)
+        if since is None:
+            return Recovery([], current, False)
+        return recover(frames, current, since)
 
     # -- this node's state on the broker
 

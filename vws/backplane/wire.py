@@ -43,6 +43,18 @@ def encode_envelope(envelope: Envelope) -> bytes:
     return b"E" + _encoder.encode(envelope)
 
 
+def positioned_parts(envelope: Envelope) -> tuple[bytes, bytes]:
+    """The encoding of ``envelope`` positioned, less its text: the bytes before the text and the
+    bytes after it. A broker script that builds the positioned text puts it between them as a
+    msgpack string, and the result decodes as the positioned envelope; no other byte of the
+    envelope is encoded twice.
+    """
+    head = _encoder.encode((envelope.kind, envelope.path, envelope.target, envelope.exclude))
+    tail = _encoder.encode((envelope.origin, envelope.user, True))
+    # Each tuple is a msgpack fixarray (one header byte); the envelope is one array of 8 fields.
+    return b"E\x98" + head[1:], tail[1:]
+
+
 def encode_control(control: Control) -> bytes:
     return b"C" + _encoder.encode(control)
 

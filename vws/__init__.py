@@ -3,7 +3,7 @@
 Write routes.toml, point its events at Python functions, run ``vws run``.
 """
 
-from vws.errors import ConfigError, Deny, RateLimited
+from vws.errors import ConfigError, Deny, RateLimited, SettingsError
 from vws.hooks import hookimpl
 from vws.runtime.client import Client, Headers
 from vws.runtime.messages import Outgoing
@@ -18,6 +18,7 @@ __all__ = [
     "Outgoing",
     "RateLimited",
     "Server",
+    "SettingsError",
     "hookimpl",
     "server",
 ]

@@ -364,7 +364,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
         if self.limit > 100:
             raise ValueError("limit and words do not fit together")
         if "" in self.words:
-            raise vws.errors.SettingsError("words", "an empty word would mask every frame")
+            raise vws.SettingsError("words", "an empty word would mask every frame")
 
 
 @hookimpl

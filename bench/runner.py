@@ -32,12 +32,38 @@ REPO = BENCH.parent
 VWS_APP = BENCH / "vws_app"
 TARGETS = ("vws", "socketio", "floor", "bare")
 SCENARIOS = ("echo", "fanout", "broadcast", "connections")
-#: With ``--plugin``: a no-op plugin's target, and the scenario it is measured on against plain
-#: vws: ``vws_emit`` (once per send) on ``echo-emit``, ``vws_deliver`` (once per receiver) on
-#: ``fanout``.
-PLUGIN_TARGETS = {"vws+noop-emit": "echo-emit", "vws+noop-deliver": "fanout"}
-#: The no-op plugin module each of them loads (bench/vws_app).
-PLUGIN_MODULES = {"vws+noop-emit": "noop_emit", "vws+noop-deliver": "noop_deliver"}
+#: The Redis the ``--recovery`` variants use (``.ci/run`` and the machine start one here).
+BENCH_REDIS = os.environ.get("VWS_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+#: routes.toml lines that give every room of ``/ws`` a history (recovery on).
+HISTORY = '[routes."/ws"]\nhistory_size = 100\nhistory_ttl = "5m"\n'
+
+
+@dataclass(frozen=True)
+class Variant:
+    """vws changed one way, measured on one scenario against ``baseline`` in the same run."""
+
+    baseline: str
+    scenario: str
+    #: Lines added to bench/vws_app/routes.toml.
+    toml: str = ""
+    #: The backplane, when not the app's memory://.
+    backplane: str | None = None
+
+
+#: ``--plugin``: a no-op ``vws_emit`` (once per send) on echo-emit, and a no-op
+#: ``vws_deliver`` (once per receiver) on fanout, against no plugin.
+PLUGIN_VARIANTS = {
+    "vws+noop-emit": Variant("vws", "echo-emit", '[plugins]\nload = ["noop_emit"]\n'),
+    "vws+noop-deliver": Variant("vws", "fanout", '[plugins]\nload = ["noop_deliver"]\n'),
+}
+#: ``--recovery``: every room with a history, against none, in memory and on Redis.
+RECOVERY_VARIANTS = {
+    "vws+history": Variant("vws", "fanout", HISTORY),
+    "vws@redis+history": Variant("vws@redis", "fanout", HISTORY, BENCH_REDIS),
+}
+#: Baselines that are not a plain target: vws on Redis, with recovery off.
+BASELINES = {"vws@redis": Variant("vws@redis", "fanout", "", BENCH_REDIS)}
+VARIANTS = {**PLUGIN_VARIANTS, **RECOVERY_VARIANTS, **BASELINES}
 STARTUP_TIMEOUT = 30.0
 #: uvicorn's websocket implementations (``--ws``).
 WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
@@ -92,10 +118,14 @@ def server_command(target: str, port: int, workdir: Path, ws: str | None = None)
     python = sys.executable
     if target == "vws":
         config = VWS_APP / "routes.toml"
-    elif target in PLUGIN_MODULES:
+    elif target in VARIANTS:
+        variant = VARIANTS[target]
         config = workdir / "routes.toml"
         text = (VWS_APP / "routes.toml").read_text()
-        config.write_text(text + f'\n[plugins]\nload = ["{PLUGIN_MODULES[target]}"]\n')
+        if variant.backplane is not None:  # a prefix of its own: runs never share a channel
+            text = text.replace('backplane = "memory://"', f'backplane = "{variant.backplane}"')
+            text = text.replace("[server]\n", f'[server]\nchannel_prefix = "bench{port}"\n', 1)
+        config.write_text(text + "\n" + variant.toml)
     else:
         return [
             python,
@@ -345,16 +375,17 @@ def _met(ratio: float, required: float, sense: str) -> str:
     return "yes" if (ratio >= required if sense == "≥" else ratio <= required) else "NO"
 
 
-def plugin_table(results: list[dict[str, Any]]) -> str:
-    """Each no-op plugin against plain vws on its scenario: raw and per server CPU-second."""
+def variant_table(results: list[dict[str, Any]], variants: dict[str, Variant]) -> str:
+    """Each variant against its baseline on its scenario: raw and per server CPU-second."""
     lines = [
         "| scenario | target | rate | per server CPU-second |",
         "|---|---|---|---|",
     ]
-    for target, scenario in PLUGIN_TARGETS.items():
-        rows = [r for r in results if r["scenario"] == f"{scenario}+plugin"]
+    for target, variant in variants.items():
+        scenario = variant.scenario
+        rows = [r for r in results if r["scenario"] == f"{scenario}+{target}"]
         medians: dict[str, tuple[float, float]] = {}
-        for name in ("vws", target):
+        for name in (variant.baseline, target):
             rates = [r["rate"] for r in rows if r["target"] == name]
             mine = [r for r in rows if r["target"] == name]
             per_cpu = [r["rate_per_cpu"] for r in mine if "rate_per_cpu" in r]
@@ -365,9 +396,12 @@ def plugin_table(results: list[dict[str, Any]]) -> str:
                     f"| {scenario} | {name} | {cell(rates, 0)} {unit} | {cell(per_cpu, 0)} |"
                 )
         if len(medians) == 2:
-            (raw_with, cpu_with), (raw_without, cpu_without) = medians[target], medians["vws"]
+            (raw_with, cpu_with), (raw_without, cpu_without) = (
+                medians[target],
+                medians[variant.baseline],
+            )
             lines.append(
-                f"| {scenario} | with ÷ without | {raw_with / raw_without:.3f}x "
+                f"| {scenario} | {target} ÷ {variant.baseline} | {raw_with / raw_without:.3f}x "
                 f"| {cpu_with / cpu_without:.3f}x |"
             )
     return "\n".join(lines)
@@ -401,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also vws with vs without a no-op plugin: vws_emit on echo-emit, "
         "vws_deliver on fanout",
     )
+    parser.add_argument(
+        "--recovery",
+        action="store_true",
+        help="also fanout with every room keeping a history against none, in memory and on "
+        f"Redis ({BENCH_REDIS}; VWS_BENCH_REDIS changes it)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke sizes: about 1 s a scenario")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -417,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(scenarios) - set(SCENARIOS) | set(targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown scenario or target: {', '.join(sorted(unknown))}")
-    if args.ws and (args.plugin or any(t.startswith("vws") for t in targets)):
+    if args.ws and (args.plugin or args.recovery or any(t.startswith("vws") for t in targets)):
         parser.error("--ws is for the comparison targets only: add --targets socketio,floor,bare")
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -429,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def record(run: int, scenario: str, target: str, extra: list[str] | None = None) -> None:
         """Measure once; a failure is reported and the other measurements go on."""
-        measured = scenario.removesuffix("+plugin")
+        measured = scenario.partition("+")[0]
         try:
             result = measure(
                 "echo" if measured == "echo-emit" else measured,
@@ -453,11 +493,12 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in scenarios:
             for target in targets:
                 record(run, scenario, target)
-        if args.plugin:
-            for target, scenario in PLUGIN_TARGETS.items():
-                extra = ["--echo-event", "echo-emit"] if scenario == "echo-emit" else None
-                for name in ("vws", target):
-                    record(run, f"{scenario}+plugin", name, extra)
+        chosen = {**(PLUGIN_VARIANTS if args.plugin else {})}
+        chosen.update(RECOVERY_VARIANTS if args.recovery else {})
+        for target, variant in chosen.items():
+            extra = ["--echo-event", "echo-emit"] if variant.scenario == "echo-emit" else None
+            for name in (variant.baseline, target):  # side by side, in the same run
+                record(run, f"{variant.scenario}+{target}", name, extra)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print()
@@ -467,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         print(goals(results))
     if args.plugin:
         print()
-        print(plugin_table(results))
+        print(variant_table(results, PLUGIN_VARIANTS))
+    if args.recovery:
+        print()
+        print(variant_table(results, RECOVERY_VARIANTS))
     if failures:
         print(f"\n{len(failures)} measurement(s) failed:", *failures, sep="\n", file=sys.stderr)
         return 1

@@ -48,16 +48,16 @@ def test_echo_against_every_target_and_the_plugin_variant(tmp_path: Path) -> Non
     for result in echo.values():
         assert result["count"] > 0
         assert result["server_cpu_pct"] is not None
-    with_emit = by_target(results, "echo-emit+plugin")
+    with_emit = by_target(results, "echo-emit+vws+noop-emit")
     assert set(with_emit) == {"vws", "vws+noop-emit"}
-    with_deliver = by_target(results, "fanout+plugin")
+    with_deliver = by_target(results, "fanout+vws+noop-deliver")
     assert set(with_deliver) == {"vws", "vws+noop-deliver"}
     assert all(r["count"] > 0 for r in [*with_emit.values(), *with_deliver.values()])
     assert all(r["out_of_order"] == 0 for r in with_deliver.values())
     assert "| echo round trips/s |" in table
     assert "bare ASGI ratio |" in table  # the goals table says what the stack allows at most
-    assert "| echo-emit | with ÷ without |" in table
-    assert "| fanout | with ÷ without |" in table
+    assert "| echo-emit | vws+noop-emit ÷ vws |" in table
+    assert "| fanout | vws+noop-deliver ÷ vws |" in table
 
 
 @pytest.mark.parametrize("scenario", ["fanout", "broadcast"])

@@ -531,3 +531,190 @@ describe("backoff", () => {
     assert.ok(shares.slice(4).every((most) => most === CLIENTS), "then all of them do");
   });
 });
+
+describe("recovery", () => {
+  /** A client in `rooms`, each joined with the ack payload given for it. */
+  async function inRooms(acks, options = {}) {
+    const socket = await connected(options);
+    for (const ack of acks) {
+      const joined = socket.join(ack.room);
+      FakeWebSocket.last.ack(ack);
+      await joined;
+    }
+    return socket;
+  }
+
+  /** Drop the connection and accept the next one: the rejoin frames are then in `sent`. */
+  async function reconnect() {
+    FakeWebSocket.last.drop(1012);
+    mock.timers.tick(500);
+    await settle();
+    FakeWebSocket.last.accept("c2");
+    await settle();
+    return FakeWebSocket.last;
+  }
+
+  const chat = (room, offset, epoch = "E1") => ({ event: "chat", payload: offset, room, offset, epoch });
+
+  test("a reconnect resumes each room from its last position, a room without history not", async () => {
+    const socket = await inRooms([
+      { room: "a", offset: 4, epoch: "E1" },
+      { room: "plain" }, // keeps no history
+      { room: "new", offset: 0, epoch: "" }, // keeps one, still empty
+    ]);
+    FakeWebSocket.last.deliver(chat("a", 5));
+    FakeWebSocket.last.deliver({ event: "chat", payload: "no position" });
+    const second = await reconnect();
+    assert.deepEqual(
+      second.sent.map(({ room, since }) => [room, since]),
+      [
+        ["a", { offset: 5, epoch: "E1" }],
+        ["plain", undefined],
+        ["new", { offset: 0, epoch: "" }],
+      ],
+    );
+    assert.ok(!("since" in second.sent[1]));
+    socket.close();
+  });
+
+  test("replayed frames reach the handlers in order, then recovered, then connected", async () => {
+    const socket = await inRooms([{ room: "a", offset: 4, epoch: "E1" }]);
+    const seen = record(socket, "chat", "recovered", "resync", "connected");
+    const second = await reconnect();
+    for (const offset of [5, 6, 7]) second.deliver(chat("a", offset));
+    assert.equal(socket.state, "reconnecting");
+    second.ack({ room: "a", recovered: true, offset: 7, epoch: "E1" }, second.sent[0]);
+    second.deliver(chat("a", 8)); // the first live frame, straight after the ack
+    await settle();
+    assert.deepEqual(
+      seen.map(([event, detail]) => [event, event === "chat" ? detail : null]),
+      [
+        ["chat", 5],
+        ["chat", 6],
+        ["chat", 7],
+        ["recovered", null],
+        ["chat", 8],
+        ["connected", null],
+      ],
+    );
+    assert.deepEqual(seen[3][1], { room: "a", offset: 7, epoch: "E1", count: 3 });
+    assert.deepEqual(socket.position("a"), { offset: 8, epoch: "E1" });
+  });
+
+  test("a resume from an empty room's start counts every frame replayed", async () => {
+    const socket = await inRooms([{ room: "new", offset: 0, epoch: "" }]);
+    const seen = record(socket, "recovered", "resync");
+    const second = await reconnect();
+    second.deliver(chat("new", 1, "E9"));
+    second.deliver(chat("new", 2, "E9"));
+    second.ack({ room: "new", recovered: true, offset: 2, epoch: "E9" }, second.sent[0]);
+    assert.deepEqual(seen, [["recovered", { room: "new", offset: 2, epoch: "E9", count: 2 }]]);
+  });
+
+  test("recovered: false fires resync with the room's position, resumed from next time", async () => {
+    const socket = await inRooms([{ room: "a", offset: 4, epoch: "E1" }]);
+    const seen = record(socket, "recovered", "resync");
+    let ws = await reconnect();
+    ws.ack({ room: "a", recovered: false, offset: 20, epoch: "E2" }, ws.sent[0]); // a new epoch
+    await settle();
+    const resync = { room: "a", offset: 20, epoch: "E2", reason: "not_recovered" };
+    assert.deepEqual(seen, [["resync", resync]]);
+    assert.deepEqual(socket.position("a"), { offset: 20, epoch: "E2" });
+    ws = await reconnect();
+    assert.deepEqual(ws.sent[0].since, { offset: 20, epoch: "E2" });
+    socket.close();
+  });
+
+  test("a resync without a position (broker out of reach) forgets it: no since next time", async () => {
+    const socket = await inRooms([{ room: "a", offset: 4, epoch: "E1" }]);
+    const seen = record(socket, "resync");
+    let ws = await reconnect();
+    ws.ack({ room: "a", recovered: false }, ws.sent[0]);
+    await settle();
+    const resync = { room: "a", offset: undefined, epoch: undefined, reason: "not_recovered" };
+    assert.deepEqual(seen, [["resync", resync]]);
+    assert.equal(socket.position("a"), null);
+    ws = await reconnect();
+    assert.ok(!("since" in ws.sent[0]));
+    socket.close();
+  });
+
+  test("positions follow the join's ack and the live frames, and are forgotten on leave", async () => {
+    const socket = await connected();
+    assert.equal(socket.position("a"), null);
+    const joined = socket.join("a");
+    FakeWebSocket.last.ack({ room: "a", offset: 10, epoch: "E1" });
+    assert.deepEqual(socket.position("a"), { offset: 10, epoch: "E1" }); // at once, not after an await
+    await joined;
+    const seen = record(socket, "resync");
+    const got = [];
+    socket.on("chat", (payload) => got.push([payload, socket.position("a").offset]));
+    FakeWebSocket.last.deliver(chat("a", 11));
+    FakeWebSocket.last.deliver(chat("a", 12));
+    assert.deepEqual(got, [
+      [11, 11],
+      [12, 12],
+    ]);
+    const copy = socket.position("a");
+    copy.offset = 99;
+    assert.deepEqual(socket.position("a"), { offset: 12, epoch: "E1" });
+    const again = socket.join("a"); // a member's second join: an ack without a position
+    FakeWebSocket.last.ack({ room: "a" });
+    await again;
+    assert.deepEqual(socket.position("a"), { offset: 12, epoch: "E1" });
+    const left = socket.leave("a");
+    FakeWebSocket.last.ack({ room: "a" });
+    await left;
+    assert.equal(socket.position("a"), null);
+    assert.deepEqual(seen, []);
+  });
+
+  test("an epoch change: a new history from offset 1 is followed; a skip reports a gap", async () => {
+    const socket = await inRooms([{ room: "a", offset: 4, epoch: "E1" }]);
+    const seen = record(socket, "resync", "chat");
+    const ws = FakeWebSocket.last;
+    ws.deliver(chat("a", 1, "E2")); // the room was idle past its ttl: nothing missed
+    ws.deliver(chat("a", 2, "E2"));
+    ws.deliver(chat("a", 4, "E2")); // 3 never came
+    ws.deliver(chat("a", 3, "E3")); // nor 1 and 2 of this history
+    assert.deepEqual(seen, [
+      ["chat", 1],
+      ["chat", 2],
+      ["resync", { room: "a", offset: 4, epoch: "E2", reason: "gap" }],
+      ["chat", 4],
+      ["resync", { room: "a", offset: 3, epoch: "E3", reason: "gap" }],
+      ["chat", 3],
+    ]);
+    assert.deepEqual(socket.position("a"), { offset: 3, epoch: "E3" });
+    const second = await reconnect(); // a gap is reported, not filled: no leave, no rejoin
+    assert.deepEqual(
+      second.sent.map(({ event, since }) => [event, since]),
+      [["joinRoom", { offset: 3, epoch: "E3" }]],
+    );
+    socket.close();
+  });
+
+  test("join with since resumes a room the page kept the position of", async () => {
+    const socket = await connected();
+    const seen = record(socket, "chat", "recovered");
+    const joined = socket.join("a", { since: { offset: 7, epoch: "E1" } });
+    const ws = FakeWebSocket.last;
+    assert.deepEqual(ws.sent[0].since, { offset: 7, epoch: "E1" });
+    ws.deliver(chat("a", 8));
+    ws.ack({ room: "a", recovered: true, offset: 8, epoch: "E1" });
+    assert.deepEqual(await joined, { room: "a", recovered: true, offset: 8, epoch: "E1" });
+    assert.deepEqual(seen, [
+      ["chat", 8],
+      ["recovered", { room: "a", offset: 8, epoch: "E1", count: 1 }],
+    ]);
+  });
+
+  test("a room refused on rejoin forgets its position", async () => {
+    const socket = await inRooms([{ room: "a", offset: 4, epoch: "E1" }]);
+    const ws = await reconnect();
+    ws.deliver({ event: "error", id: ws.sent[0].id, payload: { code: "join_denied", message: "no" } });
+    await settle();
+    assert.equal(socket.position("a"), null);
+    assert.deepEqual(socket.rooms, new Set());
+  });
+});

@@ -11,6 +11,8 @@
 //   so clients dropped together spread over the whole window instead of piling up at the cap.
 // - A request never hangs: it settles on its ack, its error frame, its timeout or a disconnect.
 // - Rooms are rejoined after a reconnect, before buffered frames are sent.
+// - A room whose frames carry positions is resumed from the last one seen; a gap is reported
+//   (a resync), not filled: a frame a hook kept from this client, a replay would keep too.
 // - Close codes that mean "you may not" (4401, 4403, 4404) or "goodbye" (1000) stop retrying.
 
 /** Close codes after which reconnecting cannot help: the client stops and says why. */
@@ -73,6 +75,7 @@ export class Socket {
     this.clientId = null;
     this.attempt = 0;
     this._rooms = new Set();
+    this._positions = new Map(); // room → {offset, epoch} of its last frame
     this._listeners = new Map();
     this._pending = new Map();
     this._buffer = [];
@@ -88,7 +91,13 @@ export class Socket {
     return new Set(this._rooms);
   }
 
-  /** Listen to a server event, to "error" frames, or to a state event. */
+  /** `{offset, epoch}` of the last frame had of `room`; null if it keeps no history. */
+  position(room) {
+    const at = this._positions.get(room);
+    return at ? { ...at } : null;
+  }
+
+  /** Listen to a server event, to "error" frames, to a state event, or to "recovered"/"resync". */
   on(event, fn) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
     this._listeners.get(event).add(fn);
@@ -108,10 +117,9 @@ export class Socket {
   }
 
   /** Send an event with an id; a Promise of the ack's payload. */
-  request(event, payload = null, { timeout = this.options.timeout, room } = {}) {
+  request(event, payload = null, { timeout = this.options.timeout, room, since } = {}) {
     const id = this._nextId++;
-    const frame = { event, payload, id };
-    if (room !== undefined) frame.room = room;
+    const frame = { event, payload, id, room, since }; // JSON leaves out what is undefined
     try {
       this._send(frame);
     } catch (error) {
@@ -121,19 +129,21 @@ export class Socket {
   }
 
   /** A Promise of the answer to `frame` (sent or buffered), settled by its timeout at the latest. */
-  _answer({ id, event }, timeout) {
+  _answer(frame, timeout) {
+    const { id, event } = frame;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
         this._buffer = this._buffer.filter((frame) => frame.id !== id);
         reject(new VwsError("timeout", `no answer to ${event} within ${timeout} ms`));
       }, timeout);
-      this._pending.set(id, { resolve, reject, timer });
+      this._pending.set(id, { resolve, reject, timer, frame });
     });
   }
 
-  async join(room) {
-    const reply = await this.request("joinRoom", null, { room });
+  /** A Promise of the ack; `since`, a position() kept from earlier, resumes from there. */
+  async join(room, { since } = {}) {
+    const reply = await this.request("joinRoom", null, { room, since });
     this._rooms.add(room);
     return reply;
   }
@@ -141,6 +151,7 @@ export class Socket {
   async leave(room) {
     const reply = await this.request("leftRoom", null, { room });
     this._rooms.delete(room);
+    this._positions.delete(room);
     return reply;
   }
 
@@ -215,19 +226,39 @@ export class Socket {
     } catch {
       return;
     }
-    const { event, payload, id } = frame;
+    const { event, payload, id, room, offset, epoch } = frame;
     if (id !== undefined && id !== null && (event === "ack" || event === "error")) {
       const pending = this._pending.get(id);
       if (pending) {
         this._pending.delete(id);
         clearTimeout(pending.timer);
-        if (event === "ack") pending.resolve(payload);
-        else pending.reject(new VwsError(payload?.code, payload?.message));
+        if (event === "error") pending.reject(new VwsError(payload?.code, payload?.message));
+        else {
+          // now, before the frames after the ack move the position on
+          if (pending.frame.event === "joinRoom") this._joined(pending.frame, payload || {});
+          pending.resolve(payload);
+        }
       }
       return;
     }
+    if (typeof offset === "number" && room !== undefined) {
+      const was = this._positions.get(room);
+      this._positions.set(room, { offset, epoch });
+      // a new epoch starts at 1: a higher first offset is a gap too
+      if (was && offset > (epoch === was.epoch ? was.offset + 1 : 1)) {
+        this._fire("resync", { room, offset, epoch, reason: "gap" });
+      }
+    }
     if (event === "connected") this._welcome(payload);
     else this._fire(event, payload);
+  }
+
+  /** A joinRoom's ack: the room's position, and whether a resume got all it missed. */
+  _joined({ room, since }, { recovered, offset, epoch }) {
+    if (offset !== undefined) this._positions.set(room, { offset, epoch });
+    else if (recovered === false) this._positions.delete(room); // the broker could not say
+    if (recovered) this._fire("recovered", { room, offset, epoch, count: offset - since.offset });
+    else if (recovered === false) this._fire("resync", { room, offset, epoch, reason: "not_recovered" });
   }
 
   async _welcome(payload) {
@@ -235,7 +266,13 @@ export class Socket {
     this.clientId = payload.client_id;
     const ws = this._ws;
     const rooms = [...this._rooms];
-    const frames = rooms.map((room) => ({ event: "joinRoom", payload: null, room, id: this._nextId++ }));
+    const frames = rooms.map((room) => ({
+      event: "joinRoom",
+      payload: null,
+      room,
+      id: this._nextId++,
+      since: this._positions.get(room),
+    }));
     const answers = frames.map((frame) => this._answer(frame, this.options.timeout));
     for (const frame of frames) ws.send(JSON.stringify(frame));
     const results = await Promise.allSettled(answers);
@@ -243,6 +280,7 @@ export class Socket {
     results.forEach((result, i) => {
       if (result.status === "rejected") {
         this._rooms.delete(rooms[i]);
+        this._positions.delete(rooms[i]);
         this._fire("error", { code: result.reason.code, message: result.reason.message, room: rooms[i] });
       }
     });

@@ -1,5 +1,9 @@
 // The demo chat: everything vws.js offers, on one page. Elements carry data-state attributes
 // (body, #state, #typing) that the browser tests wait on.
+//
+// After a reconnect, the messages a room missed are replayed by the server (routes.toml keeps a
+// history) and reach the same handlers as live ones; a room that could not be caught up gets a
+// "some messages may be missing" line (li.missing) where the hole is.
 
 import { connect } from "/_vws/vws.js";
 
@@ -12,6 +16,7 @@ let socket = null;
 let active = null; // the room on screen
 const rooms = new Map(); // room → { messages: [], members: Map(client id → member) }
 const typists = new Map(); // client id → { name, room, timer }
+const myIds = new Set(); // every client id this page has had
 
 function el(tag, { dataset = {}, ...props } = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
@@ -162,6 +167,12 @@ function system(name, text) {
   addMessage(name, el("li", { className: "system", textContent: text }));
 }
 
+// Whether a frame's sender is this page: replayed frames may carry an id it had before.
+function mine(id) {
+  if (socket.clientId) myIds.add(socket.clientId);
+  return myIds.has(id);
+}
+
 // typing
 
 function renderTyping() {
@@ -228,6 +239,7 @@ function start(name) {
     socket.on(state, (detail) => showState(state, detail));
   }
   socket.on("connected", () => {
+    myIds.add(socket.clientId);
     for (const name of [...rooms.keys()]) {
       if (socket.rooms.has(name)) refreshMembers(name);
       else rooms.delete(name); // refused on rejoin
@@ -243,18 +255,23 @@ function start(name) {
   socket.on("error", (error) => notice(`${error.code}: ${error.message}`));
   socket.on("chat", ({ from, name: who, room: where, text }) => {
     if (typists.get(from)?.room === where) heardTyping({ from, typing: false });
-    const item = el("li", { className: from === socket.clientId ? "mine" : "" }, el("b", { textContent: who }), text);
+    const item = el("li", { className: mine(from) ? "mine" : "" }, el("b", { textContent: who }), text);
     addMessage(where, item);
   });
   socket.on("user-typing", heardTyping);
   socket.on("presence:join", ({ room: where, member }) => {
     memberChange(where, (members) => members.set(member.client_id, member));
-    if (member.client_id !== socket.clientId) system(where, `${member.name} joined`);
+    if (!mine(member.client_id)) system(where, `${member.name} joined`);
   });
   socket.on("presence:leave", ({ room: where, member }) => {
     if (!rooms.has(where)) return;
     memberChange(where, (members) => members.delete(member.client_id));
-    system(where, `${member.name} left`);
+    if (!mine(member.client_id)) system(where, `${member.name} left`); // not an earlier me, replayed
+  });
+  // The history did not reach back far enough (or was lost, or a frame was skipped): say so.
+  socket.on("resync", ({ room: where, reason }) => {
+    const text = "some messages may be missing";
+    addMessage(where, el("li", { className: "system missing", dataset: { reason }, textContent: text }));
   });
   socket.on("direct", ({ from, name: who, text }) => {
     $("#directs").append(el("li", {}, el("b", { textContent: `${who} (${from.slice(0, 6)})` }), text));

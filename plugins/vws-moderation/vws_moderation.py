@@ -28,8 +28,7 @@ from weakref import WeakKeyDictionary
 import msgspec
 from msgspec import Meta
 
-from vws import Client, Deny, Outgoing, Server, hookimpl
-from vws.errors import SettingsError
+from vws import Client, Deny, Outgoing, Server, SettingsError, hookimpl
 
 __version__ = "0.1.0"
 

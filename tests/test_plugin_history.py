@@ -93,7 +93,9 @@ def test_count_and_rooms_are_bounded_and_rooms_are_per_path():
     assert _texts(log, "/ws", "a", 0.0, settings) == ["a3", "a4"]
     log.record("/other", "a", *_frame("other"), now=0.0, settings=settings)
     assert _texts(log, "/other", "a", 0.0, settings) == ["other"]
-    log.record("/ws", "b", *_frame("b0"), now=0.0, settings=settings)  # a third room: the oldest goes
+    log.record(
+        "/ws", "b", *_frame("b0"), now=0.0, settings=settings
+    )  # a third room: the oldest goes
     assert _texts(log, "/ws", "a", 0.0, settings) == []
     assert _texts(log, "/ws", "b", 0.0, settings) == ["b0"]
 

@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("vws.tools",),
     ("vws.contrib",),
     ("vws.testing",),
-    ("vws.cli",),
+    ("vws.cli", "vws.__main__"),  # python -m vws is the vws command
 )
 
 

@@ -169,8 +169,9 @@ def _target(client: Client, payload: Any) -> tuple[Server, str]:
         target = msgspec.convert(payload, Target)
     except msgspec.ValidationError as exc:
         raise Deny(f'the payload must be {{"client_id": "..."}}: {exc}') from None
-    if not server.has_client(target.client_id):
-        raise Deny(f"no client {target.client_id!r} is connected")
+    if server.client(target.client_id) is None:  # mutes are kept per node: say so
+        where = "to this node" if server.has_client(target.client_id) else ""
+        raise Deny(f"no client {target.client_id!r} is connected {where}".strip())
     return server, target.client_id
 
 

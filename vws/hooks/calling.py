@@ -34,16 +34,19 @@ BOUND_ARGUMENTS = frozenset({"settings", "logger", "server"})
 
 
 class PluginLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A plugin's own logger (``vws.plugin.NAME``): its lines carry the plugin as a field."""
+    """A plugin's own logger (``vws.plugin.NAME``): its lines carry the plugin as a field, and
+    what the plugin passes as ``extra`` becomes fields too (``extra={"room": room}`` is a
+    ``room`` field in JSON logs and ``room=...`` in text ones)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(logging.getLogger(f"vws.plugin.{name}"), {"plugin": name})
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        extra = kwargs.setdefault("extra", {})
+        extra = dict(kwargs.get("extra") or {})
         fields = {"plugin": self.extra["plugin"] if self.extra else ""}
-        fields.update(extra.get("vws_fields", {}))
-        extra["vws_fields"] = fields
+        fields.update(extra.pop("vws_fields", {}))
+        fields.update(extra)
+        kwargs["extra"] = {"vws_fields": fields}
         return msg, kwargs
 
 

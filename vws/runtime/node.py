@@ -126,6 +126,12 @@ class Server:
             seconds * 1000,
         )
 
+    def client(self, client_id: str) -> Client | None:
+        """The client of this id when it is connected to this node (None on another node or
+        none): what a plugin that keeps per-node state asks before it accepts a request."""
+        connection = self.connections.get(client_id)
+        return connection.client if connection is not None else None
+
     def has_client(self, client_id: str) -> bool:
         """Whether ``client_id`` is connected here or, as the backplane knows, on another node."""
         return client_id in self.hub.clients or self.backplane.has_client(client_id)

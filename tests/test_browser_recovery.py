@@ -47,14 +47,30 @@ def demo_config(folder: Path, prefix: str) -> Path:
     return config
 
 
+class OnRedis:
+    """A demo config under a channel_prefix of its own, and the environment that puts it on
+    Redis."""
+
+    def __init__(self, folder: Path) -> None:
+        self.prefix = "brec" + secrets.token_hex(4)
+        self.config = demo_config(folder, self.prefix)
+        self.env = {"VWS_BACKPLANE": REDIS}
+
+    def node(self, port: int | None = None) -> RunningServer:
+        return RunningServer(self.config, self.env, () if port is None else ("--port", str(port)))
+
+    def forget(self) -> int:
+        """Delete every key of the app, its rooms' histories with them: how many there were."""
+        with redis.Redis.from_url(REDIS) as client:
+            keys = list(client.scan_iter(match=f"{self.prefix}*"))
+            return client.delete(*keys) if keys else 0
+
+
 @pytest.fixture
-def on_redis(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A demo config and the environment that puts it on Redis; its keys go afterwards."""
-    prefix = "brec" + secrets.token_hex(4)
-    yield demo_config(tmp_path, prefix), {"VWS_BACKPLANE": REDIS}
-    with redis.Redis.from_url(REDIS) as client:
-        for key in client.scan_iter(match=f"{prefix}*"):
-            client.delete(key)
+def on_redis(tmp_path: Path) -> Iterator[OnRedis]:
+    app = OnRedis(tmp_path)
+    yield app
+    app.forget()
 
 
 def said(page: Page) -> Locator:
@@ -85,11 +101,9 @@ def wait_disconnected(page: Page) -> None:
 
 
 def test_a_page_back_on_its_restarted_node_shows_what_it_missed_on_redis(
-    browser: Browser, on_redis: tuple[Path, dict[str, str]]
+    browser: Browser, on_redis: OnRedis
 ):
-    config, env = on_redis
-    a = RunningServer(config, env)
-    b = RunningServer(config, env)
+    a, b = on_redis.node(), on_redis.node()
     port = a.port
     try:
         ann = open_page(browser, a.http, "Ann")
@@ -104,7 +118,7 @@ def test_a_page_back_on_its_restarted_node_shows_what_it_missed_on_redis(
         say_and_see(bob, "one", "two", "three")
         open_room(bob, "small-talk")  # keeps 2 frames: Ann's place in it will be gone
         say_and_see(bob, "gone 1", "gone 2")
-        a = RunningServer(config, env, args=("--port", str(port)))
+        a = on_redis.node(port)
         expect(ann.locator("body")).to_have_attribute("data-state", "connected")
         # the rejoins were answered before "connected": what they replayed is on screen
         expect(said(ann)).to_have_text(["Bobbefore", "Bobone", "Bobtwo", "Bobthree"])
@@ -123,6 +137,40 @@ def test_a_page_back_on_its_restarted_node_shows_what_it_missed_on_redis(
         say_and_see(bob, "after")
         expect(said(ann)).to_have_text(["Bobafter"])
         expect(ann.locator("#messages li").last).to_have_text("Bobafter")  # after the notice
+        ann.context.close()
+        bob.context.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_history_lost_from_redis_is_told_once_and_its_new_epoch_is_no_gap(
+    browser: Browser, on_redis: OnRedis
+):
+    a, b = on_redis.node(), on_redis.node()
+    port = a.port
+    try:
+        ann = open_page(browser, a.http, "Ann")
+        bob = open_page(browser, b.http, "Bob")
+        join(ann, "lobby")
+        join(bob, "lobby")
+        say_and_see(bob, "before")
+        expect(said(ann)).to_have_text(["Bobbefore"])
+        a.stop()
+        wait_disconnected(ann)
+        say_and_see(bob, "unheard")
+        assert on_redis.forget() > 0  # the room's history with the rest: a new epoch from here
+        a = on_redis.node(port)
+        expect(ann.locator("body")).to_have_attribute("data-state", "connected")
+        expect(missing(ann)).to_have_text([MISSING])
+        expect(said(ann)).to_have_text(["Bobbefore"])
+        say_and_see(bob, "after")  # offset 1 of the new epoch: both pages follow it
+        expect(said(ann)).to_have_text(["Bobbefore", "Bobafter"])
+        expect(ann.locator("#messages li").last).to_have_text("Bobafter")
+        expect(missing(ann)).to_have_count(1)
+        expect(missing(bob)).to_have_count(0)  # Bob, connected all along, missed nothing
+        epochs = [page.evaluate("window.vwsSocket.position('lobby').epoch") for page in (ann, bob)]
+        assert epochs[0] == epochs[1]
         ann.context.close()
         bob.context.close()
     finally:

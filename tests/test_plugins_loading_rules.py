@@ -211,13 +211,14 @@ def test_a_blocked_plugins_table_says_which_block_item(tmp_path: Path):
     site = moderation_site(tmp_path)
     toml = '[plugins]\nblock = ["VWS.Moderation"]\n[plugins.settings.moderation]\nwords = []\n'
     folder = project(tmp_path, toml)
-    result = vws("check", cwd=folder, site=site)
-    assert result.returncode == 1
-    assert result.stderr == (
-        "routes.toml:3: plugins.settings.moderation: plugin 'moderation' (entry point "
-        "(vws-moderation 1.0.0)) is blocked by routes.toml:2: plugins.block[0] "
-        "('VWS.Moderation'): unblock it, or remove this table\n"
-    )
+    for autoload in (True, False):
+        result = vws("check", cwd=folder, site=site, autoload=autoload)
+        assert result.returncode == 1
+        assert result.stderr == (
+            "routes.toml:3: plugins.settings.moderation: plugin 'moderation' (entry point "
+            "(vws-moderation 1.0.0)) is blocked by routes.toml:2: plugins.block[0] "
+            "('VWS.Moderation'): unblock it, or remove this table\n"
+        )
 
 
 def test_a_table_of_no_plugin_is_an_error_with_autoload_on(tmp_path: Path):

@@ -255,7 +255,7 @@ def create_manager(
                 _add_entry_point(manager, choice.entry, block, issues, choice.at, broken)
         else:
             _add_reference(manager, choice, targets, block, issues)
-    issues += _settings(manager, config, installed, autoload)
+    issues += _settings(manager, config, installed, autoload, block)
     if issues:
         raise ConfigError(issues)
     return manager
@@ -558,6 +558,7 @@ def _settings(
     config: Config,
     installed: dict[str, metadata.EntryPoint],
     autoload: bool,
+    block: Blocklist,
 ) -> list[ConfigIssue]:
     """Convert each plugin's ``[plugins.settings.NAME]``; flag tables no plugin claims.
 
@@ -571,7 +572,7 @@ def _settings(
         if name in manager.loaded or name in manager.failed:
             continue  # a failed plugin's own error already says why its table is unused
         at = ("plugins", "settings", name)
-        issues.append(config.issue(at, _unclaimed(manager, name, installed, autoload)))
+        issues.append(config.issue(at, _unclaimed(manager, name, installed, autoload, block)))
     for name, loaded in manager.loaded.items():
         raw = raw_settings.get(name, {})
         declared = getattr(loaded.plugin, "Settings", None)
@@ -595,16 +596,26 @@ def _settings(
 
 
 def _unclaimed(
-    manager: PluginManager, name: str, installed: dict[str, metadata.EntryPoint], autoload: bool
+    manager: PluginManager,
+    name: str,
+    installed: dict[str, metadata.EntryPoint],
+    autoload: bool,
+    block: Blocklist,
 ) -> str:
     """Why no loaded plugin claims ``[plugins.settings.NAME]``, and what to do about it."""
+    entry = installed.get(name)
     blocked = manager.blocked.get(name)
+    if blocked is None and entry is not None:  # with autoload off, never even looked at
+        dist = entry.dist
+        found = block.match(entry.name, dist.name if dist is not None else None, entry.module)
+        if found is not None:
+            source = f"entry point ({_package(entry)})"
+            blocked = BlockedPlugin(name, source, dist.version if dist else None, *found)
     if blocked is not None:
         return (
             f"plugin {name!r} ({blocked.source}) is blocked by {blocked.where} "
             f"({blocked.by!r}): unblock it, or remove this table"
         )
-    entry = installed.get(name)
     if entry is not None and not autoload:
         return (
             f"plugin {name!r} is installed ({_package(entry)}) but not loaded: autoloading is "

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import REPO, RunningServer, free_port
 from playwright.sync_api import Browser, BrowserType, Page, Playwright, expect, sync_playwright
+from test_first_hour import wait_for_log
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -245,5 +246,7 @@ def test_a_page_from_a_foreign_origin_cannot_connect(
     expect(page.locator("body")).to_have_attribute("data-state", "refused 1006")
     assert f"WebSocket connection to '{demo.url}/ws' failed" in "\n".join(console)
     assert "Unexpected response code: 403" in "\n".join(console)
-    assert f"refused origin={foreign_site} status=403 setting=allowed_origins" in demo.log()
+    # the line is read from the server's pipe by another thread: it may come after the page's
+    refused = f"refused origin={foreign_site} status=403 setting=allowed_origins"
+    assert wait_for_log(demo, refused), demo.log()
     page.context.close()

@@ -285,10 +285,24 @@ async def test_plain_publishes_still_skip_their_own_node(nodes):
     a, b = await nodes(2)
     await a.join("/ws", "r")
     await b.join("/ws", "r")
-    a.backplane.publish(Envelope(Target.ROOM, "/ws", "r", "", '{"plain":1}', a.backplane.node_id))
+
+    def plain(text: str) -> None:
+        a.backplane.publish(Envelope(Target.ROOM, "/ws", "r", "", text, a.backplane.node_id))
+
+    async def subscribed() -> bool:  # room_ready is about positioned frames only
+        plain('{"probe":1}')
+        return bool(b.received)
+
+    await eventually(subscribed)
+    plain('{"plain":1}')
     a.say("r", 1)
-    await eventually(lambda: len(b.received) == 2 and len(a.received) == 1)
-    assert a.received[0].positioned and not b.received[0].positioned
+
+    def heard() -> list[Envelope]:
+        return [envelope for envelope in b.received if "probe" not in envelope.text]
+
+    await eventually(lambda: len(heard()) == 2 and len(a.received) == 1)
+    assert a.received[0].positioned and json.loads(a.received[0].text)["offset"] == 1
+    assert sorted(envelope.positioned for envelope in heard()) == [False, True]
 
 
 async def test_redis_loads_its_script_again_after_a_script_flush():
@@ -309,3 +323,35 @@ async def test_redis_loads_its_script_again_after_a_script_flush():
         await raw.aclose()
         await node.backplane.stop()
         broker.close()
+
+
+async def test_a_node_that_joins_later_hears_only_new_frames_and_reads_the_rest(nodes):
+    (a,) = await nodes(1)
+    await a.join("/ws", "r")
+    for n in range(3):
+        a.say("r", n)
+    await eventually(lambda: len(a.frames("r")) == 3)
+    (late,) = await nodes(1)
+    await late.join("/ws", "r")
+    a.say("r", 3)
+    await eventually(lambda: len(late.frames("r")) == 1)
+    assert offsets(late.frames("r")) == [4]
+    earlier = await late.backplane.history("/ws", "r", Position(0, ""), KEEP)
+    assert earlier.recovered and [json.loads(t)["offset"] for t in earlier.frames] == [1, 2, 3, 4]
+
+
+async def test_rooms_of_different_retentions_keep_each_their_own(nodes):
+    a, b = await nodes(2)
+    small, large, forever = Retention(size=2, ttl=60), Retention(size=8, ttl=120), Retention(5)
+    for room, retention in (("s", small), ("l", large), ("f", forever)):
+        await a.join("/ws", room)
+        for n in range(10):
+            a.say(room, n, retention)
+    await eventually(lambda: all(len(a.frames(room)) == 10 for room in "slf"))
+    for room, retention, kept in (("s", small, 2), ("l", large, 8), ("f", forever, 5)):
+        epoch = a.frames(room)[0]["epoch"]
+        assert not (
+            await b.backplane.history("/ws", room, Position(9 - kept, epoch), retention)
+        ).recovered
+        found = await b.backplane.history("/ws", room, Position(10 - kept, epoch), retention)
+        assert found.recovered and len(found.frames) == kept

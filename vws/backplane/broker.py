@@ -100,6 +100,8 @@ class BrokerBackplane(Backplane):
         self._own_beat_at = 0.0
         self._dropped_logged_at = float("-inf")
         self._dropped_since_log = 0
+        #: Why the broker last refused a message (see :meth:`_send`), for the log.
+        self.refusal = ""
         self.counters = {"published": 0, "received": 0, "dropped": 0, "reconnects": 0}
 
     # -- channel names and the transport, per broker
@@ -375,7 +377,7 @@ class BrokerBackplane(Backplane):
             else:
                 self.counters["published"] += len(batch) - refused
                 if refused:
-                    self._drop(refused, "the broker refused them")
+                    self._drop(refused, f"the broker refused them: {self.refusal}")
 
     # -- the connection
 

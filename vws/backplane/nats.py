@@ -12,6 +12,10 @@ per field, ``KEY.FIELD`` in base64, its value carrying the node that set it, and
 bucket ``PREFIX_nodes``, whose entries expire after ``node_timeout``; fields of a node whose
 entry expired are removed when a node notices, reads them, or starts. Without JetStream on
 the server, pub/sub works and the hash methods raise :class:`BrokerError`.
+
+Room histories (rooms with recovery) live in the JetStream stream ``PREFIX_hist``; see
+:mod:`vws.backplane.nats_history`. Their frames reach the nodes through a consumer of that
+stream, never through the room subjects.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -29,7 +33,9 @@ from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from vws.backplane.broker import BrokerBackplane, BrokerError, Outgoing
+from vws.backplane.base import Position, Recovery, Retention
+from vws.backplane.broker import BrokerBackplane, BrokerError, Outgoing, PositionedPublish
+from vws.backplane.nats_history import NatsHistory, Tail
 
 logger = logging.getLogger("vws.backplane")
 
@@ -62,6 +68,9 @@ class NatsBackplane(BrokerBackplane):
         self._nodes: KeyValue | None = None
         #: Whether this node's entry in the writers list (``w.ID``) is known to exist.
         self._listed = False
+        self._history: NatsHistory | None = None
+        #: Whether the last look at the history stream failed (it is logged once).
+        self._history_failing = False
 
     # -- names
 
@@ -74,6 +83,9 @@ class NatsBackplane(BrokerBackplane):
     @property
     def all_channel(self) -> str:
         return f"{self.prefix}.all"
+
+    def _history_subject(self, path: str, room: str) -> str:
+        return f"{self.prefix}.hist.{_token(path)}.{_token(room)}"
 
     # -- transport
 
@@ -102,6 +114,8 @@ class NatsBackplane(BrokerBackplane):
 
     async def _disconnect(self) -> None:
         nc, self._nc = self._nc, None
+        if self._history is not None:
+            self._history.close()
         self._subs = {}
         self._hashes = self._nodes = None
         if nc is not None and not nc.is_closed:
@@ -131,12 +145,48 @@ class NatsBackplane(BrokerBackplane):
     async def _send(self, batch: list[tuple[str, Outgoing]]) -> int:
         nc = self._client()
         refused = 0
+        known: dict[str, Tail] = {}
         for channel, data in batch:
             if type(data) is bytes:
                 await nc.publish(channel, data)
-            else:
+                continue
+            envelope, retention = cast("PositionedPublish", data)
+            subject = self._history_subject(envelope.path, envelope.target)
+            try:
+                if self._history is None:
+                    raise BrokerError("no JetStream history stream")
+                await self._history.publish(subject, envelope, retention, known)
+            except Exception as exc:  # JetStream refused it, or is missing: pub/sub goes on
+                if not nc.is_connected:
+                    raise
                 refused += 1
+                self.refusal = repr(exc)
         return refused
+
+    def _on_history_frame(self, subject: str, data: bytes) -> None:
+        """A frame from the history stream: delivered if this node watches its room."""
+        channel = f"{self.prefix}.room.{subject[len(self.prefix) + 6 :]}"
+        if channel in self._rooms:
+            self._on_message(data)
+
+    def _room_is_ready(self, channel: str) -> bool:
+        return self._history is not None and self._history.ready and channel in self._rooms
+
+    # -- room histories
+
+    async def history(
+        self, path: str, room: str, since: Position | None, retention: Retention
+    ) -> Recovery:
+        """Raises:
+        BrokerError: NATS or its JetStream is out of reach.
+        """
+        if self._history is None or not self._connected:
+            raise BrokerError(f"backplane {self.url} is not connected")
+        subject = self._history_subject(path, room)
+        try:
+            return await self._history.history(subject, room, since, retention)
+        except Exception as exc:
+            raise BrokerError(f"backplane {self.url}: {exc!r}") from exc
 
     async def _listen(self) -> None:
         await self._gone.wait()
@@ -145,7 +195,22 @@ class NatsBackplane(BrokerBackplane):
     # -- this node's state on the broker
 
     async def _joined(self) -> None:
-        js = self._client().jetstream()
+        nc = self._client()
+        if self._history is None or self._history.prefix != self.prefix:
+            self._history = NatsHistory(
+                self.prefix, self._on_history_frame, self._readiness_changed
+            )
+        try:
+            await self._history.open(nc)
+            self._history_failing = False
+        except Exception as exc:
+            self._history_failing = True
+            logger.warning(
+                "backplane %s: the history stream is not reachable (%s): no room keeps a history",
+                self.url,
+                exc,
+            )
+        js = nc.jetstream()
         try:
             self._hashes = await _bucket(js, f"{self.prefix}_hash", None)
             self._nodes = await _bucket(js, f"{self.prefix}_nodes", self.options.node_timeout)
@@ -171,6 +236,15 @@ class NatsBackplane(BrokerBackplane):
         return self._hashes, self._nodes
 
     async def _heartbeat(self) -> None:
+        if self._history is not None and self._nc is not None:
+            try:
+                await self._history.check()
+            except Exception as exc:
+                if not self._history_failing:  # once, not at every heartbeat
+                    logger.warning("backplane %s: the history stream: %r", self.url, exc)
+                self._history_failing = True
+            else:
+                self._history_failing = False
         if self._nodes is not None:
             await self._nodes.put(self.node_id, b"1")
 
@@ -214,6 +288,8 @@ class NatsBackplane(BrokerBackplane):
         await self._purge(candidates - await self._alive(candidates))
 
     async def _leaving(self) -> None:
+        if self._history is not None:
+            await self._history.leave()
         if self._nodes is not None:
             await self._purge({self.node_id})
             await self._nodes.purge(self.node_id)

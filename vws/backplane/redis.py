@@ -35,6 +35,8 @@ from vws.backplane.wire import positioned_parts
 logger = logging.getLogger("vws.backplane")
 
 _SEP = "\x00"
+#: Most rooms whose EVALSHA start is kept encoded (see ``_positioned_command``).
+COMMAND_STARTS = 10000
 
 
 def _escape(text: str) -> str:
@@ -55,6 +57,8 @@ class RedisBackplane(BrokerBackplane):
         self._live: set[str] = set()
         #: Subscription changes sent and not yet confirmed, per channel.
         self._pending: Counter[str] = Counter()
+        #: (room channel, retention) → the encoded start of its positioned publishes.
+        self._command_starts: dict[tuple[str, Retention], bytes] = {}
 
     # -- names
 
@@ -161,27 +165,36 @@ class RedisBackplane(BrokerBackplane):
                     unknown.append(command)
                 else:
                     refused += 1
-                    logger.warning("backplane %s: Redis refused a publish: %s", self.url, reply)
+                    self.refusal = str(reply)
         if unknown:  # the script cache was flushed: load it again, send those again in order
             await self._load_script(connection)
             connection.write(b"".join(unknown))
             await connection.drain()
             for _ in unknown:
-                if type(await connection.read()) is hiredis.ReplyError:
+                reply = await connection.read()
+                if type(reply) is hiredis.ReplyError:
                     refused += 1
+                    self.refusal = str(reply)
         return refused
 
     def _positioned_command(self, channel: str, publish: PositionedPublish) -> bytes:
         """The EVALSHA that positions, keeps and publishes one frame (see
-        :data:`~vws.backplane.redis_history.PUBLISH`)."""
+        :data:`~vws.backplane.redis_history.PUBLISH`); what is the same for every frame of a
+        room is encoded once."""
         envelope, retention = publish
-        pos, frames = self._history_keys(envelope.path, envelope.target)
+        key = (channel, retention)
+        start = self._command_starts.get(key)
+        if start is None:
+            if len(self._command_starts) >= COMMAND_STARTS:
+                self._command_starts.clear()
+            pos, frames = self._history_keys(envelope.path, envelope.target)
+            start = self._command_starts[key] = encode_command(
+                "EVALSHA", redis_history.PUBLISH_SHA, 2, pos, frames,
+                json.dumps(envelope.target), channel, retention.size, int(retention.ttl * 1000),
+            ).partition(b"\r\n")[2]  # fmt: skip
         head, tail = positioned_parts(envelope)
-        return encode_command(
-            "EVALSHA", redis_history.PUBLISH_SHA, 2, pos, frames,
-            new_epoch(), retention.size, int(retention.ttl * 1000),
-            json.dumps(envelope.target), envelope.text, channel, head, tail,
-        )  # fmt: skip
+        rest = encode_command(new_epoch(), envelope.text, head, tail).partition(b"\r\n")[2]
+        return b"*13\r\n" + start + rest  # one command: 9 arguments in start, 4 in rest
 
     async def _listen(self) -> None:
         connection = self._sub

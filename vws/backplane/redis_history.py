@@ -20,33 +20,35 @@ from typing import Any
 
 from vws.backplane.base import Position, Retention
 
-#: KEYS: pos, frames. ARGV: a fresh epoch (used if the chain starts), size, ttl in ms (0: none),
-#: the room JSON-encoded, the text without position, the room channel, and the envelope's
-#: encoding before and after its text (see :func:`vws.backplane.wire.positioned_parts`).
-#: The positioned text is built as :func:`vws.backplane.base.positioned_text` builds it.
+#: KEYS: pos, frames. ARGV: the room JSON-encoded, the room channel, size, ttl in ms (0: none)
+#: (the same for every frame of a room, so the caller encodes them once), then a fresh epoch
+#: (used if the chain starts), the text without position, and the envelope's encoding before
+#: and after its text (see :func:`vws.backplane.wire.positioned_parts`). The positioned text
+#: is built as :func:`vws.backplane.base.positioned_text` builds it. The stream is trimmed
+#: roughly (``~``), which is cheaper: :func:`read_reply` applies the exact size.
 PUBLISH = """
 local pos, frames = KEYS[1], KEYS[2]
 local offset = redis.call('HINCRBY', pos, 'o', 1)
 local epoch = redis.call('HGET', pos, 'e')
 if offset == 1 or not epoch then
-  offset, epoch = 1, ARGV[1]
+  offset, epoch = 1, ARGV[5]
   redis.call('HSET', pos, 'o', 1, 'e', epoch)
   redis.call('DEL', frames)
 end
-local text = string.sub(ARGV[5], 1, -2) .. ',"room":' .. ARGV[4] .. ',"offset":' ..
+local text = string.sub(ARGV[6], 1, -2) .. ',"room":' .. ARGV[1] .. ',"offset":' ..
   string.format('%d', offset) .. ',"epoch":"' .. epoch .. '"}'
 local now = redis.call('TIME')
 local ms = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
-redis.call('XADD', frames, 'MAXLEN', ARGV[2], string.format('%d', offset) .. '-0', 't', ms,
+redis.call('XADD', frames, 'MAXLEN', '~', ARGV[3], string.format('%d', offset) .. '-0', 't', ms,
   'f', text)
-if ARGV[3] ~= '0' then
-  redis.call('PEXPIRE', pos, ARGV[3])
-  redis.call('PEXPIRE', frames, ARGV[3])
+if ARGV[4] ~= '0' then
+  redis.call('PEXPIRE', pos, ARGV[4])
+  redis.call('PEXPIRE', frames, ARGV[4])
 else
   redis.call('PERSIST', pos)
   redis.call('PERSIST', frames)
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7] .. cmsgpack.pack(text) .. ARGV[8])
+redis.call('PUBLISH', ARGV[2], ARGV[7] .. cmsgpack.pack(text) .. ARGV[8])
 return offset
 """
 

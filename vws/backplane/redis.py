@@ -244,7 +244,7 @@ class RedisBackplane(BrokerBackplane):
             reply = await self._read_history(
                 keys=self._history_keys(path, room), args=[after], client=self._client
             )
-        except aioredis.RedisError as exc:
+        except (aioredis.RedisError, OSError) as exc:
             raise BrokerError(f"backplane {self.url}: {exc}") from exc
         current, frames = redis_history.read_reply(reply, retention)
         if since is None:

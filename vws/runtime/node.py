@@ -268,24 +268,28 @@ class Server:
         except USER_CODE_FAILURES:  # the broker is out of reach: say nothing was recovered
             logger.warning("the history of room %r on %s could not be read", room, client.path)
         except BaseException:
-            self._release(client, room, holding, [])  # cancelled: let the live frames through
+            self._release(client, room, holding, None)  # cancelled: let the live frames through
             raise
         if recovery is not None and recovery.recovered:
             for text in recovery.frames:
                 self.fanout.replay_text(client, text)
-        held, position = holding.after(recovery)
+        position = None if recovery is None else recovery.position
         recovered = recovery is not None and recovery.recovered
         return acknowledgement(room, since is not None, recovered, position), (
-            lambda: self._release(client, room, holding, held)
+            lambda: self._release(client, room, holding, position)
         )
 
-    def _release(self, client: Client, room: str, holding: Holding, held: list[str]) -> None:
-        """Queue the held live frames and give the room the client's outbox again."""
-        if client.outbox is None:
-            return
-        if self.hub.rooms.replace(client.path, room, client.client_id, client.outbox):
-            for text in held:
-                self.fanout.send_own(client.client_id, text)
+    def _release(self, client: Client, room: str, holding: Holding, after: Position | None) -> None:
+        """Let the live frames after ``after`` through to the client, behind its ack."""
+
+        def deliver(text: str) -> None:
+            self.fanout.send_own(client.client_id, text)
+
+        def settle() -> None:
+            if client.outbox is not None:
+                self.hub.rooms.replace(client.path, room, client.client_id, client.outbox)
+
+        holding.release(after, deliver, settle)
 
     async def join(self, client: Client, room: str, holding: Holding | None = None) -> bool:
         """Add ``client`` to ``room`` if the hooks allow; False when it was a member already.

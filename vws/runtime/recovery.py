@@ -4,18 +4,21 @@ gap and no duplicate at the seam between the two.
 The seam is the hard part. The client becomes a member first, so that nothing published from
 then on can pass it by; but its live frames must not reach the socket before the replay of
 what it missed. So a :class:`Holding` stands in the room for the client's outbox while the
-history is read: live frames wait there with their offsets. Once the replay is queued and the
-join acknowledged, the held frames the replay already carried are dropped, the rest follow in
-order, and the outbox takes the holding's place in the room.
+history is read: live frames wait there with their offsets. The history read tells where the
+client stands; once the replay is queued and the join acknowledged, the holding lets through
+only the frames after that position. Frames the broker positioned before the read may still
+be on their way to this node after it, so the holding keeps standing in the room, dropping
+them, until the first frame after the position arrives; then it gives the room the outbox.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from vws.backplane import Position, Recovery
+from vws.backplane import Position
 
 if TYPE_CHECKING:
     from vws.runtime.client import Client
@@ -30,47 +33,62 @@ _positions = msgspec.json.Decoder(_Positioned)
 
 
 class Holding:
-    """Stands in a room for a joining client's outbox while the room's history is read."""
+    """Stands in a room for a joining client's outbox while the room's history is read, then
+    filters out what the client has already, until the live frames catch up."""
 
-    __slots__ = ("client", "frames")
+    __slots__ = ("_after", "_deliver", "_settle", "client", "frames")
 
     def __init__(self, client: Client) -> None:
         #: The client, for the per-receiver hooks (as an outbox has it).
         self.client = client
-        #: (offset, epoch, text) of each live frame that arrived meanwhile, in order.
+        #: (offset, epoch, text) of each live frame that arrived while the history was read.
         self.frames: list[tuple[int, str, str]] = []
+        self._after: Position | None = None
+        self._deliver: Callable[[str], None] | None = None
+        self._settle: Callable[[], None] | None = None
 
     def put(self, text: str) -> None:
-        try:
-            found = _positions.decode(text)
-        except msgspec.DecodeError:
-            found = _Positioned()
-        self.frames.append((found.offset, found.epoch, text))
+        found = _read(text)
+        if self._deliver is None:
+            self.frames.append((found.offset, found.epoch, text))
+        else:
+            self._pass(found.offset, found.epoch, text)
 
-    def after(self, recovery: Recovery | None) -> tuple[list[str], Position | None]:
-        """The held frames to deliver after a join answered with ``recovery``, and the
-        position to tell the client (the room's, or the one just before the first held frame
-        when the history was read after it arrived).
+    def release(
+        self,
+        after: Position | None,
+        deliver: Callable[[str], None],
+        settle: Callable[[], None],
+    ) -> None:
+        """From now on give ``deliver`` the frames after ``after`` (every frame when None),
+        the held ones first; once one has passed, call ``settle`` (which gives the room the
+        client's outbox in this holding's place)."""
+        self._after, self._deliver, self._settle = after, deliver, settle
+        held, self.frames = self.frames, []
+        if after is None:
+            for _, _, text in held:
+                deliver(text)
+            settle()
+            return
+        for offset, epoch, text in held:
+            self._pass(offset, epoch, text)
 
-        A recovered client already has, from the replay, every held frame up to the position
-        the history was read at; anyone else gets every held frame.
-        """
-        if recovery is None:
-            return [text for _, _, text in self.frames], None
-        position = recovery.position
-        if recovery.recovered:
-            fresh = [
-                text
-                for offset, epoch, text in self.frames
-                if epoch != position.epoch or offset > position.offset
-            ]
-            return fresh, position
-        texts = [text for _, _, text in self.frames]
-        if self.frames:
-            offset, epoch, _ = self.frames[0]
-            if epoch == position.epoch and offset <= position.offset:
-                position = Position(offset - 1, epoch)
-        return texts, position
+    def _pass(self, offset: int, epoch: str, text: str) -> None:
+        after = self._after
+        if after is not None and epoch == after.epoch and offset <= after.offset:
+            return  # the replay carried it, or it is from before where the client stands
+        assert self._deliver is not None and self._settle is not None
+        self._deliver(text)
+        if self._after is not None:
+            self._after = None  # live frames have caught up: they come in order from here
+            self._settle()
+
+
+def _read(text: str) -> _Positioned:
+    try:
+        return _positions.decode(text)
+    except msgspec.DecodeError:
+        return _Positioned()
 
 
 def acknowledgement(

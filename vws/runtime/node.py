@@ -273,8 +273,8 @@ class Server:
         if recovery is not None and recovery.recovered:
             for text in recovery.frames:
                 self.fanout.replay_text(client, text)
-        position = None if recovery is None else recovery.position
         recovered = recovery is not None and recovery.recovered
+        position = None if recovery is None else holding.position(recovery.position, recovered)
         return acknowledgement(room, since is not None, recovered, position), (
             lambda: self._release(client, room, holding, position)
         )

@@ -4,11 +4,15 @@ gap and no duplicate at the seam between the two.
 The seam is the hard part. The client becomes a member first, so that nothing published from
 then on can pass it by; but its live frames must not reach the socket before the replay of
 what it missed. So a :class:`Holding` stands in the room for the client's outbox while the
-history is read: live frames wait there with their offsets. The history read tells where the
-client stands; once the replay is queued and the join acknowledged, the holding lets through
-only the frames after that position. Frames the broker positioned before the read may still
-be on their way to this node after it, so the holding keeps standing in the room, dropping
-them, until the first frame after the position arrives; then it gives the room the outbox.
+history is read: live frames wait there with their offsets.
+
+Where the client then stands (:meth:`Holding.position`): after a recovery, at the end of the
+replay. Otherwise just before the first live frame it got, or, when none came yet, at the
+room's position as read. Once the replay is queued and the join acknowledged, the holding lets
+through only the frames after that position. Frames the broker positioned before the read may
+still be on their way to this node after it, so the holding keeps standing in the room,
+dropping those, until the first frame after the position arrives; then it gives the room the
+client's outbox, and live frames flow as for any member.
 """
 
 from __future__ import annotations
@@ -46,6 +50,14 @@ class Holding:
         self._after: Position | None = None
         self._deliver: Callable[[str], None] | None = None
         self._settle: Callable[[], None] | None = None
+
+    def position(self, read: Position, recovered: bool) -> Position:
+        """Where the client stands once the join is acknowledged, given the room's position as
+        the history read found it (and the replay, when ``recovered``, brought it to)."""
+        if recovered or not self.frames:
+            return read
+        offset, epoch, _ = self.frames[0]
+        return Position(offset - 1, epoch)
 
     def put(self, text: str) -> None:
         found = _read(text)

@@ -355,3 +355,14 @@ async def test_rooms_of_different_retentions_keep_each_their_own(nodes):
         ).recovered
         found = await b.backplane.history("/ws", room, Position(10 - kept, epoch), retention)
         assert found.recovered and len(found.frames) == kept
+
+
+async def test_every_frame_reaches_every_node_however_few_the_history_keeps(nodes):
+    a, b = await nodes(2)  # a new app: the first frames make its history (the NATS stream)
+    tiny = Retention(size=2)
+    await a.join("/ws", "r")
+    await b.join("/ws", "r")
+    for n in range(50):
+        a.say("r", n, tiny)
+    await eventually(lambda: len(b.frames("r")) == 50)
+    assert offsets(b.frames("r")) == list(range(1, 51))

@@ -20,10 +20,15 @@ room's previous frame, 0 for none).
   client dropped frames); the consumer is then made again from the last frame delivered, and a
   stream that was deleted and made again (another creation time) is read from its start, so a
   node's frames stay complete and in order.
-- **Limits.** One stream serves rooms of every retention, so its limits only grow: as many
-  messages per subject as the largest size, and no age limit if any room keeps its history
-  without one (else the largest ttl). Each room's own size and ttl are applied on reading.
-  Times are the server's; a node's clock is only compared with them for ttl.
+- **Limits.** One stream serves rooms of every retention, so it keeps as many messages per
+  subject as the largest size (this only grows) and has no age limit; each room's own size
+  and ttl are applied on reading and publishing (a room whose last frame is older than its
+  ttl starts a new epoch). So the frames of a room with a ttl that is never used again stay
+  in the stream (at most its size), unlike on Redis, where its keys expire. Times are the
+  server's; a node's clock is only compared with them for ttl.
+- **The stream is made when a node connects** (or finds it deleted), not at the first frame,
+  so every node's consumer exists before frames flow; after a deletion, a node's consumer
+  reads the new stream from its start once it finds it (at its next heartbeat).
 """
 
 from __future__ import annotations
@@ -94,8 +99,8 @@ class NatsHistory:
         self._repair: asyncio.Task[None] | None = None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
-        #: Messages per subject and max age (0: none) the stream is known to allow.
-        self._limits: tuple[int, float] | None = None
+        #: Messages per subject the stream is known to keep.
+        self._limits: int | None = None
         #: The stream's creation time as the consumer last found it (None: no consumer).
         self._created: Any = None
         self._consumer: str | None = None
@@ -105,8 +110,6 @@ class NatsHistory:
         self._consumer_seq = 0
         #: Set when the consumer saw a gap: it is made again at the next :meth:`check`.
         self._gap = False
-        #: Whether the stream was missing at the last look (nothing to consume yet).
-        self.missing = False
 
     def subject(self, path_token: str, room_token: str) -> str:
         return f"{self.prefix}.hist.{path_token}.{room_token}"
@@ -136,9 +139,8 @@ class NatsHistory:
 
     @property
     def ready(self) -> bool:
-        """Whether every frame published from now on reaches this node: the consumer exists,
-        or there is no stream yet (the consumer reads a new stream from its start)."""
-        return self._js is not None and (self._consumer is not None or self.missing)
+        """Whether every frame published from now on reaches this node: the consumer exists."""
+        return self._js is not None and self._consumer is not None
 
     def _jetstream(self) -> JetStreamContext:
         if self._js is None:
@@ -146,19 +148,16 @@ class NatsHistory:
         return self._js
 
     async def check(self, *, from_end: bool = False) -> None:
-        """Keep the consumer attached to the stream (called at each heartbeat): attach it to a
-        stream that appeared, read a stream made again from its start, and make a consumer
-        that is gone or saw a gap again from the last frame delivered."""
+        """Keep the consumer attached to the stream (called at each heartbeat): make a stream
+        that is missing, read a stream made again from its start, and make a consumer that is
+        gone or saw a gap again from the last frame delivered.
+
+        The stream is made as soon as a node needs it, not at the first frame: so every
+        node's consumer is there before frames flow, and none is missed.
+        """
         js = self._jetstream()
-        try:
-            info = await js.stream_info(self.stream)
-        except NotFoundError:
-            self.missing, self._limits, self._created = True, None, None
-            await self._drop_feed()
-            return
-        self.missing = False
-        config = info.config
-        self._limits = (config.max_msgs_per_subject, config.max_age or 0.0)
+        info = await self._stream(js, 1)
+        self._limits = info.config.max_msgs_per_subject
         if self._consumer is not None and info.created == self._created and not self._gap:
             with contextlib.suppress(NotFoundError):
                 await js.consumer_info(self.stream, self._consumer)
@@ -168,6 +167,19 @@ class NatsHistory:
         else:
             start = self._stream_seq + 1
         await self._attach(info.created, start)
+
+    async def _stream(self, js: JetStreamContext, size: int) -> Any:
+        """The stream's info, the stream made first if it is missing."""
+        try:
+            return await js.stream_info(self.stream)
+        except NotFoundError:
+            pass
+        config = StreamConfig(
+            name=self.stream, subjects=[self.subjects], max_msgs_per_subject=size, max_age=0
+        )
+        with contextlib.suppress(APIError):  # another node made it meanwhile
+            return await js.add_stream(config)
+        return await js.stream_info(self.stream)
 
     async def _drop_feed(self) -> None:
         self._generation += 1
@@ -249,7 +261,7 @@ class NatsHistory:
             Exception: the broker is out of reach, or refused the frame.
         """
         js = self._jetstream()
-        if not self._covers(retention):
+        if self._limits is None or self._limits < retention.size:
             await self._grow(retention)
         tail = known.get(subject) or await self._tail(subject)
         for attempt in range(ATTEMPTS):
@@ -281,42 +293,16 @@ class NatsHistory:
             return
         raise RuntimeError(f"no position for a frame of {envelope.target!r} in {ATTEMPTS} tries")
 
-    def _covers(self, retention: Retention) -> bool:
-        if self._limits is None:
-            return False
-        per_subject, max_age = self._limits
-        return per_subject >= retention.size and (
-            max_age == 0 or (retention.ttl != 0 and max_age >= retention.ttl)
-        )
-
     async def _grow(self, retention: Retention) -> None:
-        """Make the stream, or widen its limits to hold ``retention`` (never narrow them:
-        other rooms may need them)."""
+        """Make the stream, or let it keep ``retention.size`` frames a room (never fewer than
+        it kept: other rooms may need them)."""
         js = self._jetstream()
-        try:
-            info = await js.stream_info(self.stream)
-        except NotFoundError:
-            config = StreamConfig(
-                name=self.stream,
-                subjects=[self.subjects],
-                max_msgs_per_subject=retention.size,
-                max_age=retention.ttl,
-            )
-            with contextlib.suppress(APIError):  # another node made it meanwhile
-                info = await js.add_stream(config)
-                self._limits = (retention.size, retention.ttl)
-                self.missing = False
-                await self._attach(info.created, 1)
-                return
-            info = await js.stream_info(self.stream)
+        info = await self._stream(js, retention.size)
         config = info.config
-        per_subject, max_age = config.max_msgs_per_subject, config.max_age or 0.0
-        wanted_age = 0.0 if max_age == 0 or retention.ttl == 0 else max(max_age, retention.ttl)
-        wanted = (max(per_subject, retention.size), wanted_age)
-        if wanted != (per_subject, max_age):
-            config.max_msgs_per_subject, config.max_age = wanted
+        if config.max_msgs_per_subject < retention.size:
+            config.max_msgs_per_subject = retention.size
             await js.update_stream(config)
-        self._limits = wanted
+        self._limits = config.max_msgs_per_subject
         if self._consumer is None or info.created != self._created:
             await self.check()
 

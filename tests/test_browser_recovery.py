@@ -117,7 +117,7 @@ def test_a_page_back_on_its_restarted_node_shows_what_it_missed_on_redis(
         wait_disconnected(ann)
         say_and_see(bob, "one", "two", "three")
         open_room(bob, "small-talk")  # keeps 2 frames: Ann's place in it will be gone
-        say_and_see(bob, "gone 1", "gone 2")
+        say_and_see(bob, "gone 1", "gone 2", "gone 3")  # one more than it keeps
         a = on_redis.node(port)
         expect(ann.locator("body")).to_have_attribute("data-state", "connected")
         # the rejoins were answered before "connected": what they replayed is on screen

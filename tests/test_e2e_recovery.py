@@ -17,6 +17,7 @@ APP = """
 [routes."/ws"]
 history_size = {size}
 history_ttl = "{ttl}"
+history_skip = ["typing"]
 rate = "off"
 
 [routes."/ws".rooms."plain-*"]
@@ -148,3 +149,19 @@ async def test_the_history_is_bounded_by_its_size(tmp_path: Path):
                 assert back.before == []
     finally:
         small.stop()
+
+
+async def test_events_in_history_skip_go_live_only_without_a_position(server: RunningServer):
+    url = server.url + "/ws"
+    async with await Peer.connect(url) as sender:
+        await sender.call("joinRoom", room="skips")
+        await sender.call("to_room", {"event": "typing", "room": "skips"})
+        (typing,) = sender.before
+        await sender.call("to_room", {"event": "kept", "room": "skips"})
+        (kept,) = sender.before
+        assert typing == {"event": "typing", "payload": None}
+        assert kept["offset"] >= 1
+        async with await Peer.connect(url) as back:
+            ack = await back.call("joinRoom", room="skips", since={"offset": 0, "epoch": ""})
+            assert ack["recovered"] is True
+            assert [f["event"] for f in back.before] == ["kept"]

@@ -66,3 +66,24 @@ def test_a_new_epoch_passes_and_without_a_position_everything_does():
     unknown.put(frame(3))
     got, settled = released(unknown, None)  # the broker could not be read
     assert (got, settled) == ([3], [True])
+
+
+def test_frames_without_a_position_pass_and_do_not_end_the_filter():
+    holding = Holding(client=None)  # type: ignore[arg-type]
+    unpositioned = json.dumps({"event": "typing", "payload": "t"})
+    holding.put(unpositioned)
+    holding.put(frame(6))
+    assert holding.position(Position(6, "e"), recovered=False) == Position(5, "e")
+    got: list[object] = []
+    settled: list[bool] = []
+    holding.release(
+        Position(9, "e"),
+        lambda t: got.append(json.loads(t)["payload"]),
+        lambda: settled.append(True),
+    )
+    assert got == ["t"] and settled == []  # 6 is at or before 9
+    holding.put(unpositioned)
+    holding.put(frame(9))
+    assert got == ["t", "t"] and settled == []
+    holding.put(frame(10))
+    assert got == ["t", "t", 10] and settled == [True]

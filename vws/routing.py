@@ -67,6 +67,8 @@ class Route:
     #: history of their own, first match first.
     history: Retention | None = None
     room_history: tuple[tuple[str, Retention | None], ...] = ()
+    #: Events whose room frames are not kept (``history_skip``).
+    history_skip: frozenset[str] = frozenset()
     #: room → its retention, as looked up once (a send must not match patterns each time).
     _retention: dict[str, Retention | None] = field(default_factory=dict, compare=False)
 
@@ -179,6 +181,7 @@ def compile_table(config: Config) -> DispatchTable:
                 )
                 for pattern, rooms in route.rooms.items()
             ),
+            history_skip=frozenset(route.history_skip),
         )
     tasks = {
         name: TaskRoute(

@@ -230,6 +230,9 @@ class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     #: How long a frame is kept; a room idle this long loses its history (a new epoch).
     #: 0 keeps frames until ``history_size`` pushes them out.
     history_ttl: Duration = "5m"
+    #: Events whose room frames are sent live only: not kept, and carrying no position (a
+    #: typing indicator, a presence notice: they describe the moment, not the room).
+    history_skip: tuple[Annotated[str, Meta(min_length=1)], ...] = ()
     #: Room-name patterns (shell patterns, first match wins) with a history of their own.
     rooms: dict[str, RoomsConfig] = {}
     events: dict[str, EventConfig] = {}

@@ -222,7 +222,11 @@ class Fanout:
             room = message.target or ""
             envelope = Envelope(Target.ROOM, message.path, room, "", text, hub.node_id, user)
             route = self.routes.get(message.path) if message.path in self.positioned else None
-            retention = route.retention(room) if route is not None else None
+            retention = (
+                route.retention(room)
+                if route is not None and message.event not in route.history_skip
+                else None
+            )
             if retention is None:
                 hub.publish(envelope, accept)
             else:  # the backplane positions it, and delivers it here too, in position order

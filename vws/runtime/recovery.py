@@ -54,9 +54,10 @@ class Holding:
     def position(self, read: Position, recovered: bool) -> Position:
         """Where the client stands once the join is acknowledged, given the room's position as
         the history read found it (and the replay, when ``recovered``, brought it to)."""
-        if recovered or not self.frames:
+        positioned = [(offset, epoch) for offset, epoch, _ in self.frames if epoch]
+        if recovered or not positioned:
             return read
-        offset, epoch, _ = self.frames[0]
+        offset, epoch = positioned[0]
         return Position(offset - 1, epoch)
 
     def put(self, text: str) -> None:
@@ -87,11 +88,12 @@ class Holding:
 
     def _pass(self, offset: int, epoch: str, text: str) -> None:
         after = self._after
-        if after is not None and epoch == after.epoch and offset <= after.offset:
+        if after is not None and epoch and epoch == after.epoch and offset <= after.offset:
             return  # the replay carried it, or it is from before where the client stands
         assert self._deliver is not None and self._settle is not None
         self._deliver(text)
-        if self._after is not None:
+        if self._after is not None and epoch:  # (a frame without position, of an event in
+            # history_skip, says nothing of where the positioned ones have got to)
             self._after = None  # live frames have caught up: they come in order from here
             self._settle()
 

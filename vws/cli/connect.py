@@ -286,12 +286,17 @@ class Session:
         if ws is None:
             return 1
 
+        #: Set once the server's first frame (``connected``) is printed: a script whose stdin
+        #: is empty still sees it, rather than a close that raced it.
+        greeted = asyncio.Event()
+
         async def receive() -> None:
             with contextlib.suppress(ConnectionClosed):
                 async for message in ws:
                     text = message if isinstance(message, str) else message.decode("utf-8")
                     stdout.write(text + "\n")
                     stdout.flush()
+                    greeted.set()
                     with contextlib.suppress(ValueError):
                         self.answer(json.loads(text))
             self.abandon()
@@ -332,6 +337,9 @@ class Session:
                 unanswered = got.count(None)
                 if unanswered and ws.close_code is None:
                     self.fail(f"{unanswered} frame(s) got no answer within {self.timeout} s")
+            if ws.close_code is None and not reader.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(greeted.wait(), self.timeout)
             if ws.close_code is None:
                 await ws.close()
             await reader

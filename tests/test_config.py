@@ -574,3 +574,20 @@ def test_a_handler_timeout_must_be_positive(bad) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(f"[server]\n{bad}\n", "routes.toml", environ={})
     assert error.value.issues[0].key == "server.handler_timeout"
+
+
+def test_room_history_patterns_convert_and_their_errors_name_the_pattern() -> None:
+    config = parse(
+        '[routes."/ws"]\nhistory_size = 10\nhistory_skip = ["typing"]\n'
+        '[routes."/ws".rooms."news-*"]\nhistory_size = 500\nhistory_ttl = "1h"\n'
+        '[routes."/ws".events]\necho = "app.handlers:echo"\n'
+    )
+    route = config.routes["/ws"]
+    assert (route.history_size, route.history_ttl, route.history_skip) == (10, "5m", ("typing",))
+    assert route.rooms["news-*"].history_size == 500
+    issue = only_issue(
+        '[routes."/ws".rooms."news-*"]\nhistory_size = "x"\n'
+        '[routes."/ws".events]\necho = "app.handlers:echo"\n'
+    )
+    assert (issue.line, issue.key) == (2, 'routes."/ws".rooms."news-*".history_size')
+    assert issue.message == "expected int, got str"

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
+from apps.scaleout_brokers import PrivateRedis, eventually, health
 from conftest import RunningServer
 from wsclient import Peer
 
@@ -194,3 +195,36 @@ async def lose_history(nodes: Nodes) -> None:
             await js.delete_stream(name)
     finally:
         await connection.close()
+
+
+async def test_with_the_broker_gone_a_room_with_a_history_still_hears_its_node(tmp_path: Path):
+    """Positions come from the broker; while it is out of reach, the members on the sending
+    node still get the room's frames, live and without a position (so in no history, and no
+    gap in anyone's positions), and once it is back frames are positioned again."""
+    broker = PrivateRedis().start()
+    node = None
+    try:
+        config = tmp_path / "routes.toml"
+        config.write_text(APP.format(prefix="out" + secrets.token_hex(4)))
+        node = RunningServer(config, {"VWS_BACKPLANE": broker.url})
+        url = node.url + "/ws"
+        async with await connect(url) as a, await connect(url) as b:
+            await joined(a, "h")
+            await joined(b, "h")
+            await a.call("burst", {"count": 1, "room": "h"})
+            before = await last_of(b, 1)
+            broker.kill()
+            await eventually(lambda: health(node.http)["status"] == "degraded")
+            await a.call("burst", {"count": 1, "room": "h"})
+            during = await b.recv()
+            assert during["payload"] == 0 and "offset" not in during
+            broker.start()
+            await eventually(lambda: health(node.http)["status"] == "ok", timeout=30)
+            await a.call("burst", {"count": 1, "room": "h"})
+            after = await b.recv()
+        # the private broker kept nothing: a new history, told by its epoch
+        assert after["offset"] == 1 and after["epoch"] != before["epoch"]
+    finally:
+        if node is not None:
+            node.stop()
+        broker.close()

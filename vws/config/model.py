@@ -451,11 +451,31 @@ def _convert_routes(value: Any, issue: Any) -> dict[str, RouteConfig] | None:
             issue(at, f"expected a table, got {type(table).__name__}")
             continue
         events_raw = table.get("events", {})
-        route = _convert({k: v for k, v in table.items() if k != "events"}, RouteConfig, at, issue)
+        rooms_raw = table.get("rooms", {})
+        rest = {k: v for k, v in table.items() if k not in ("events", "rooms")}
+        route = _convert(rest, RouteConfig, at, issue)
         events = _convert_events(events_raw, (*at, "events"), issue)
-        if route is not None and events is not None:
-            routes[path] = msgspec.structs.replace(route, events=events)
+        rooms = _convert_rooms(rooms_raw, (*at, "rooms"), issue)
+        if route is not None and events is not None and rooms is not None:
+            routes[path] = msgspec.structs.replace(route, events=events, rooms=rooms)
     return routes
+
+
+def _convert_rooms(value: Any, at: KeyPath, issue: Any) -> dict[str, RoomsConfig] | None:
+    """Each ``[routes."PATH".rooms."PATTERN"]`` on its own, so an error names its pattern
+    (msgspec shows a dict's key as ``[...]``)."""
+    if not isinstance(value, dict):
+        issue(at, f"expected a table of room-name patterns, got {type(value).__name__}")
+        return None
+    rooms: dict[str, RoomsConfig] = {}
+    ok = True
+    for pattern, spec in value.items():
+        converted = _convert(spec, RoomsConfig, (*at, pattern), issue)
+        if converted is None:
+            ok = False
+        else:
+            rooms[pattern] = converted
+    return rooms if ok else None
 
 
 def _convert_tasks(value: Any, issue: Any) -> dict[str, TaskConfig] | None:

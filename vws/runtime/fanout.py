@@ -227,7 +227,9 @@ class Fanout:
                 if route is not None and message.event not in route.history_skip
                 else None
             )
-            if retention is None:
+            if retention is None or hub.backplane.state != "ok":
+                # (with the broker out of reach, a room with a history still hears its frames
+                # on this node, live and without a position, as a room without one would)
                 hub.publish(envelope, accept)
             else:  # the backplane positions it, and delivers it here too, in position order
                 hub.backplane.publish_positioned(envelope, retention)

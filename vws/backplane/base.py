@@ -4,6 +4,10 @@ Each node delivers to its own clients directly and hands the same pre-encoded fr
 backplane, which carries it to every other node exactly once. A backplane never delivers a
 node's own publications back to it, so nothing arrives twice. Nodes tell the backplane which
 rooms have local members, so a broker-based backplane subscribes only to those.
+
+The one exception is a frame of a room with a history (:meth:`Backplane.publish_positioned`):
+its position comes from the broker, so every node, the sending one included, delivers it as
+the broker hands it back, in position order, and never directly.
 """
 
 from __future__ import annotations

@@ -117,21 +117,20 @@ class Fanout:
         back for the ``vws_deliver`` hooks only when somebody implements them."""
         if not self.hooks.deliver:
             return self.replay(client, _REPLAYED, text)
-        frame = _frames.decode(text)
-        message = Outgoing(
-            kind="room",
-            event=frame.get("event", ""),
-            payload=frame.get("payload"),
-            path=client.path,
-            target=frame.get("room"),
-            replay=True,
-        )
+        message = _read_back(text, "room", client.path, None, replay=True)
         return self.replay(client, message, text)
 
     def receive(self, envelope: Envelope) -> None:
         """Deliver another node's envelope to this node's clients (the backplane calls this)."""
         if self.hooks.deliver:
-            self.hub.deliver(envelope, self._accepting(_read_back(envelope)))
+            message = _read_back(
+                envelope.text,
+                _KINDS[envelope.kind],
+                envelope.path,
+                envelope.target or None,
+                envelope.user or None,
+            )
+            self.hub.deliver(envelope, self._accepting(message))
         else:
             self.hub.deliver(envelope)
 
@@ -252,16 +251,26 @@ class Fanout:
         return True
 
 
-def _read_back(envelope: Envelope) -> Outgoing:
-    """Another node's frame as an :class:`Outgoing`, for this node's ``vws_deliver`` hooks."""
-    frame = _frames.decode(envelope.text)
+def _read_back(
+    text: str,
+    kind: str,
+    path: str,
+    target: str | None,
+    user: str | None = None,
+    *,
+    replay: bool = False,
+) -> Outgoing:
+    """A frame known only by its text (another node's, a kept one) as an :class:`Outgoing`,
+    for this node's ``vws_deliver`` hooks; a positioned frame's room is its target."""
+    frame = _frames.decode(text)
     return Outgoing(
-        kind=_KINDS[envelope.kind],  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
         event=frame.get("event", ""),
         payload=frame.get("payload"),
-        path=envelope.path,
-        target=envelope.target or None,
-        user=envelope.user or None,
+        path=path,
+        target=target or frame.get("room"),
+        user=user,
+        replay=replay,
     )
 
 

@@ -190,6 +190,34 @@ async def test_shared_hashes_are_seen_by_every_node(nodes):
     assert await b.backplane.hash_get_all("other") == {"carol": "3"}
 
 
+@pytest.mark.parametrize("url", ["nats"], indirect=True)
+async def test_a_nats_listing_whose_end_marker_never_comes_still_ends(nodes, monkeypatch):
+    """The server's pending count can be off while fields are purged; then nats-py's watcher
+    sends neither its end marker nor an entry with delta 0. The listing still ends, whole."""
+    from nats.js.kv import KeyValue
+
+    a, b = await nodes(2)
+    await a.backplane.hash_set("members", "alice", "1")
+    await b.backplane.hash_set("members", "bob", "2")
+    real_watch = KeyValue.watch
+
+    async def watch_whose_count_is_off(self: KeyValue, *args: object, **kwargs: object):
+        watcher = await real_watch(self, *args, **kwargs)
+        put = watcher._updates.put
+
+        async def without_end(entry: KeyValue.Entry | None) -> None:
+            if entry is not None:
+                entry.delta = 1  # the count the server got wrong
+                await put(entry)
+
+        watcher._updates.put = without_end
+        return watcher
+
+    monkeypatch.setattr(KeyValue, "watch", watch_whose_count_is_off)
+    members = await asyncio.wait_for(a.backplane.hash_get_all("members"), timeout=10)
+    assert members == {"alice": "1", "bob": "2"}
+
+
 async def test_fields_of_a_node_that_died_are_removed(nodes):
     a, b = await nodes(2, node_timeout=1.0)
     await a.backplane.hash_set("room", "alice", "1")

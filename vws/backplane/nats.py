@@ -41,6 +41,9 @@ logger = logging.getLogger("vws.backplane")
 
 _SEP = b"\x00"
 CONNECT_TIMEOUT = 5
+#: Seconds a listing of shared-hash entries waits for the next entry before it takes the
+#: list as complete (see :meth:`NatsBackplane._entries`).
+LISTING_QUIET = 2.0
 
 
 def _token(text: str) -> str:
@@ -258,12 +261,26 @@ class NatsBackplane(BrokerBackplane):
         return alive
 
     async def _entries(self, keys: str) -> list[tuple[str, str, bytes]]:
-        """``(kv key, owner, value)`` for every live entry matching ``keys``."""
+        """``(kv key, owner, value)`` for every live entry matching ``keys``.
+
+        A watcher ends its first pass with an entry whose ``delta`` is 0, or with None; when
+        the server's pending count is off (it can be while fields are purged: nats-io/nats.go
+        #1824, nats-io/nats-server#4824) neither comes and the watch would wait forever. So
+        the pass also ends after :data:`LISTING_QUIET` seconds with no entry, as nats.go's
+        own fix does: by then every entry of the pass has long arrived.
+        """
         hashes, _ = self._buckets()
         watcher = await hashes.watch(keys, ignore_deletes=True)
         out = []
         try:
-            async for entry in watcher:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=LISTING_QUIET)  # type: ignore[no-untyped-call]
+                except TimeoutError:  # nats.errors.TimeoutError is one
+                    logger.debug(
+                        "backplane %s: listing %s ended without its end marker", self.url, keys
+                    )
+                    break
                 if entry is None:
                     break
                 if entry.value:

@@ -32,6 +32,9 @@ history_size = 1000
 history_ttl = "5m"
 rate = "off"
 
+[routes."/ws".rooms."busy"]  # room enough for every frame of its test, however slow the resumes
+history_size = 5000
+
 [routes."/ws".events]
 echo = "e2e_handlers:echo"
 burst = "e2e_handlers:burst"

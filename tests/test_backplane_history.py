@@ -29,7 +29,6 @@ from vws.backplane import (
     BackplaneOptions,
     Envelope,
     Position,
-    Recovery,
     Retention,
     Target,
     create,
@@ -43,6 +42,7 @@ pytestmark = pytest.mark.anyio
 KEEP = Retention(size=1000)
 #: A database of the shared Redis that only the flush test uses (never flush database 0).
 FLUSHED_DB = 11
+FLUSHED_URL = f"redis://127.0.0.1:6379/{FLUSHED_DB}"
 
 
 class Node:
@@ -150,12 +150,14 @@ async def test_two_nodes_share_positions_and_each_gets_every_frame_in_order(node
 async def test_history_since_a_position_holds_exactly_what_was_missed(nodes):
     a, b = await nodes(2)
     await a.join("/ws", "r")
-    assert await b.backplane.history("/ws", "r", None, KEEP) == Recovery([], Position(0, ""), False)
+    begun = await b.backplane.history("/ws", "r", None, KEEP)  # a join before the first frame
+    assert begun.position.offset == 0 and begun.position.epoch and not begun.frames
     assert (await b.backplane.history("/ws", "r", Position(0, ""), KEEP)).recovered
     for n in range(10):
         a.say("r", n)
     await eventually(lambda: len(a.frames("r")) == 10)
     epoch = a.frames("r")[0]["epoch"]
+    assert epoch == begun.position.epoch  # the epoch the join began goes on
     texts = [envelope.text for envelope in a.received]
 
     resumed = await b.backplane.history("/ws", "r", Position(4, epoch), KEEP)
@@ -171,7 +173,12 @@ async def test_history_since_a_position_holds_exactly_what_was_missed(nodes):
         lost = await b.backplane.history("/ws", "r", since, KEEP)
         assert (lost.frames, lost.position, lost.recovered) == ([], Position(10, epoch), False)
     other_path = await b.backplane.history("/other", "r", Position(4, epoch), KEEP)
-    assert not other_path.recovered and other_path.position == Position(0, "")
+    assert not other_path.recovered and begun_anew(other_path.position, epoch)
+
+
+def begun_anew(position: Position, old_epoch: str) -> bool:
+    """Whether ``position`` is a history begun by the read: offset 0 in an epoch of its own."""
+    return position.offset == 0 and position.epoch not in ("", old_epoch)
 
 
 async def test_size_pushes_old_frames_out(nodes):
@@ -210,7 +217,7 @@ async def test_ttl_ages_frames_out_and_an_idle_room_starts_a_new_epoch(nodes):
 
     async def forgotten() -> bool:  # nothing published for longer than the ttl
         idle = await b.backplane.history("/ws", "r", Position(current.offset, epoch), brief)
-        return not idle.recovered and idle.position == Position(0, "")
+        return not idle.recovered and begun_anew(idle.position, epoch)
 
     await eventually(forgotten)
     a.received.clear()
@@ -220,27 +227,29 @@ async def test_ttl_ages_frames_out_and_an_idle_room_starts_a_new_epoch(nodes):
     assert fresh["offset"] == 1 and fresh["epoch"] != epoch
 
 
-async def test_a_lost_history_starts_again_at_offset_1_in_a_new_epoch(nodes, url):
-    if url.startswith("redis:"):
-        at = f"redis://127.0.0.1:6379/{FLUSHED_DB}"
-        a, b = await nodes(2, at=at)
+async def lose_history(node: Node) -> None:
+    """The broker loses every history: Redis database FLUSHED_DB flushed (no one else's keys),
+    or this test's NATS stream deleted."""
+    if node.backplane.url.startswith("redis:"):
+        raw = aioredis.Redis.from_url(FLUSHED_URL)
+        await raw.flushdb()
+        await raw.aclose()
     else:
-        a, b = await nodes(2)
+        js = node.backplane._nc.jetstream()  # type: ignore[attr-defined]
+        await js.delete_stream(f"{node.backplane.prefix}_hist")
+
+
+async def test_a_lost_history_starts_again_at_offset_1_in_a_new_epoch(nodes, url):
+    a, b = await nodes(2, at=FLUSHED_URL if url.startswith("redis:") else url)
     await a.join("/ws", "r")
     await b.join("/ws", "r")
     for n in range(3):
         a.say("r", n)
     await eventually(lambda: len(b.frames("r")) == 3)
     epoch = b.frames("r")[0]["epoch"]
-    if url.startswith("redis:"):
-        raw = aioredis.Redis.from_url(at)
-        await raw.flushdb()  # database FLUSHED_DB only: no one else's keys
-        await raw.aclose()
-    else:
-        js = a.backplane._nc.jetstream()  # type: ignore[attr-defined]
-        await js.delete_stream(f"{a.backplane.prefix}_hist")
+    await lose_history(a)
     lost = await b.backplane.history("/ws", "r", Position(3, epoch), KEEP)
-    assert (lost.recovered, lost.position) == (False, Position(0, ""))
+    assert not lost.recovered and begun_anew(lost.position, epoch)
     b.say("r", 3)
     await eventually(lambda: len(a.frames("r")) == 4 and len(b.frames("r")) == 4, timeout=20)
     for node in (a, b):
@@ -250,6 +259,26 @@ async def test_a_lost_history_starts_again_at_offset_1_in_a_new_epoch(nodes, url
     assert not (await a.backplane.history("/ws", "r", Position(3, epoch), KEEP)).recovered
     resumed = await a.backplane.history("/ws", "r", Position(0, ""), KEEP)
     assert resumed.recovered and resumed.position == Position(1, new_epoch)
+
+
+async def test_a_join_before_the_first_frame_is_told_of_a_history_lost_while_away(nodes, url):
+    """A client joins an empty room and leaves; frames come, the broker loses them, more
+    come. Resuming from where it joined is not recovered: the new frames are not all it
+    missed."""
+    a, b = await nodes(2, at=FLUSHED_URL if url.startswith("redis:") else url)
+    await a.join("/ws", "r")
+    joined = (await b.backplane.history("/ws", "r", None, KEEP)).position
+    for n in range(3):
+        a.say("r", n)
+    await eventually(lambda: len(a.frames("r")) == 3)
+    await lose_history(a)
+    a.received.clear()
+    for n in range(2):
+        a.say("r", n)
+    await eventually(lambda: len(a.frames("r")) == 2, timeout=20)
+    resumed = await b.backplane.history("/ws", "r", joined, KEEP)
+    assert (resumed.recovered, resumed.frames) == (False, [])
+    assert resumed.position == Position(2, a.frames("r")[0]["epoch"])
 
 
 async def test_a_frame_published_once_a_room_is_ready_reaches_the_node(nodes):

@@ -89,9 +89,39 @@ async def test_size_bounds_the_history_and_an_idle_room_past_its_ttl_starts_a_ne
         assert len((await node.history("/ws", "r", Position(2, epoch), short)).frames) == 2
         clock[0] += 61
         after = await node.history("/ws", "r", Position(4, epoch), short)
-        assert not after.recovered and after.position == Position(0, "")
+        assert not after.recovered and after.position.offset == 0
+        assert after.position.epoch not in ("", epoch)  # the read began a new history
         node.publish_positioned(Envelope(Target.ROOM, "/ws", "r", "", '{"i":9}'), short)
         fresh = await node.history("/ws", "r", Position(0, ""), short)
         assert fresh.recovered and fresh.position.offset == 1 and fresh.position.epoch != epoch
+    finally:
+        await node.stop()
+
+
+async def test_a_join_before_the_first_frame_is_told_of_a_history_lost_while_away(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Joined an empty room, away while frames came and the room then idled past its ttl, and
+    more came: resuming from the join is not recovered (the new frames are not all it missed)."""
+    clock = [1000.0]
+    monkeypatch.setattr("vws.backplane.memory.time.monotonic", lambda: clock[0])
+    node = MemoryBackplane("solo")
+    await node.start(lambda _: None, ())
+    try:
+        brief = Retention(size=10, ttl=60)
+        joined = (await node.history("/ws", "r", None, brief)).position
+        assert joined.offset == 0 and joined.epoch
+
+        def say(count: int) -> None:
+            for i in range(count):
+                frame = Envelope(Target.ROOM, "/ws", "r", "", f'{{"i":{i}}}')
+                node.publish_positioned(frame, brief)
+
+        say(3)
+        assert (await node.history("/ws", "r", joined, brief)).recovered
+        clock[0] += 61
+        say(2)
+        resumed = await node.history("/ws", "r", joined, brief)
+        assert not resumed.recovered and resumed.position.offset == 2
     finally:
         await node.stop()

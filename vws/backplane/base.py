@@ -209,7 +209,12 @@ class Backplane(ABC):
         self, path: str, room: str, since: Position | None, retention: Retention
     ) -> Recovery:
         """What a client resuming ``room`` from ``since`` missed (see :func:`recover`); with
-        ``since`` None, no frames and the room's current position."""
+        ``since`` None, no frames and the room's current position.
+
+        A room with no history (none yet, or lost) has one begun: offset 0 in a new epoch. So
+        a client that joins before the first frame stands at a named position, and a history
+        lost while it is away changes the epoch it resumes from, never a silent gap.
+        """
         raise NotImplementedError(f"{type(self).__name__} keeps no room history")
 
     def has_client(self, client_id: str) -> bool:

@@ -70,6 +70,18 @@ class Histories:
             return None
         return history
 
+    def start(self, key: tuple[str, str], retention: Retention, now: float) -> RoomHistory:
+        """The room's history, begun (empty, in a new epoch) if it has none: a client that
+        joins before the first frame then stands at offset 0 of a named epoch, so a history
+        lost while it is away is told, not taken for one it saw from the start."""
+        history = self.get(key, retention, now)
+        if history is None:
+            history = RoomHistory(retention.size)
+            history.written = now
+            self.rooms[key] = (history, retention.ttl)
+            self._sweep(now)
+        return history
+
     def keep(self, key: tuple[str, str], text: str, retention: Retention) -> str:
         """Give the frame the room's next position and keep it; its positioned text."""
         now = time.monotonic()
@@ -168,11 +180,8 @@ class MemoryBackplane(Backplane):
         self, path: str, room: str, since: Position | None, retention: Retention
     ) -> Recovery:
         now = time.monotonic()
-        history = _histories[self._bus_name].get((path, room), retention, now)
-        if history is None:
-            current, frames = Position(0, ""), []
-        else:
-            current, frames = Position(history.offset, history.epoch), history.fresh(retention, now)
+        history = _histories[self._bus_name].start((path, room), retention, now)
+        current, frames = Position(history.offset, history.epoch), history.fresh(retention, now)
         if since is None:
             return Recovery([], current, False)
         return recover(frames, current, since)

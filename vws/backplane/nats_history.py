@@ -10,8 +10,9 @@ room's previous frame, 0 for none).
   JetStream refuses it (10071) when another node got there first, and the node reads the last
   message again and retries. So a room's offsets are contiguous whichever nodes publish, and
   its stream order is its offset order. A room with no message left, or whose last one is
-  older than its ttl, starts again at offset 1 in a new epoch; a deleted stream is made again
-  by the next publish, so every room starts a new epoch.
+  older than its ttl, starts again in a new epoch; a deleted stream is made again by the next
+  publish, so every room starts a new epoch. Reading such a room (a join) begins its epoch
+  with a mark: a message with offset 0 and no data, which nodes skip.
 - **Delivery from the stream.** A refused JetStream publish still reaches core subscribers of
   its subject, so no node subscribes to history subjects: each node has one push consumer on
   ``PREFIX.hist.>`` and keeps the frames of the rooms it watches. One consumer per node, not
@@ -67,6 +68,8 @@ WRONG_LAST_SEQUENCE = 10071
 STREAM_NOT_FOUND = 10059
 #: Attempts at one positioned publish while other nodes keep getting there first.
 ATTEMPTS = 200
+#: The header with a message's offset in its room (0: the mark that begins a history).
+OFFSET = "Vws-Offset"
 #: Seconds after which the server removes a consumer whose node went away without a word.
 INACTIVE = 30.0
 
@@ -223,7 +226,7 @@ class NatsHistory:
         self._changed()
 
     def _on_frame(self, msg: Msg) -> None:
-        if not msg.data:
+        if not msg.data and (msg.headers or {}).get(OFFSET) != "0":
             return  # a status message (none is asked for: no heartbeat, no flow control)
         sequence = msg.metadata.sequence
         if sequence.consumer != self._consumer_seq + 1:
@@ -234,7 +237,8 @@ class NatsHistory:
             self._repair = asyncio.get_running_loop().create_task(self._reattach())
             return
         self._consumer_seq, self._stream_seq = sequence.consumer, sequence.stream
-        self._deliver(msg.subject, msg.data)
+        if msg.data:  # not the mark that begins a room's history
+            self._deliver(msg.subject, msg.data)
 
     async def _reattach(self) -> None:
         try:
@@ -266,13 +270,13 @@ class NatsHistory:
         tail = known.get(subject) or await self._tail(subject)
         for attempt in range(ATTEMPTS):
             offset, epoch = tail.offset + 1, tail.epoch
-            if tail.offset == 0 or (retention.ttl and time.time() - tail.at > retention.ttl):
+            if not tail.seq or (retention.ttl and time.time() - tail.at > retention.ttl):
                 offset, epoch = 1, new_epoch()
             text = positioned_text(envelope.text, envelope.target, offset, epoch)
             data = encode_envelope(msgspec.structs.replace(envelope, text=text, positioned=True))
             headers = {
                 "Nats-Expected-Last-Subject-Sequence": str(tail.seq),
-                "Vws-Offset": str(offset),
+                OFFSET: str(offset),
                 "Vws-Epoch": epoch,
                 "Vws-Prev": str(tail.seq),
             }
@@ -313,6 +317,37 @@ class NatsHistory:
             return NO_TAIL
         return _tail_of(msg)
 
+    async def _begun(self, subject: str, retention: Retention) -> Tail:
+        """The room's last message, a mark (offset 0, a new epoch, no data) published first
+        when the room has none, or only one older than its ttl: a client that joins before
+        the first frame then stands at a named position, and a history lost while it is away
+        is told, not taken for one it saw from the start."""
+        js = self._jetstream()
+        if self._limits is None or self._limits < retention.size:
+            await self._grow(retention)
+        for _ in range(ATTEMPTS):
+            tail = await self._tail(subject)
+            if tail.seq and not (retention.ttl and time.time() - tail.at > retention.ttl):
+                return tail
+            epoch = new_epoch()
+            headers = {
+                "Nats-Expected-Last-Subject-Sequence": str(tail.seq),
+                OFFSET: "0",
+                "Vws-Epoch": epoch,
+                "Vws-Prev": "0",
+            }
+            try:
+                ack = await js.publish(subject, b"", headers=headers)
+            except NoStreamResponseError:  # deleted: made again, then marked
+                await self._grow(retention)
+                continue
+            except APIError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                continue  # a frame or another node's mark came first: read the room again
+            return Tail(ack.seq, 0, epoch, time.time())
+        raise RuntimeError(f"no position for {subject!r} in {ATTEMPTS} tries")
+
     # -- reading
 
     async def history(
@@ -322,17 +357,16 @@ class NatsHistory:
         position; the frames after ``since`` are read back from it, each naming the sequence
         of the one before, so only the frames asked for are read."""
         js = self._jetstream()
-        tail = await self._tail(subject)
+        tail = await self._begun(subject, retention)
         now = time.time()
-        fresh = bool(tail.seq) and not (retention.ttl and now - tail.at > retention.ttl)
-        current = Position(tail.offset, tail.epoch) if fresh else Position(0, "")
+        current = Position(tail.offset, tail.epoch)
         if since is None:
             return Recovery([], current, False)
         # A shortcut only, so that no frame is read for a resume that cannot be recovered:
         # recover() gives the answer either way.
         wanted = current.offset - since.offset
         epoch = current.epoch if since.offset == 0 and not since.epoch else since.epoch
-        if not fresh or wanted <= 0 or wanted > retention.size or epoch != current.epoch:
+        if wanted <= 0 or wanted > retention.size or epoch != current.epoch:
             return recover([], current, since)
         frames: list[tuple[int, str]] = []
         seq = tail.seq
@@ -342,7 +376,7 @@ class NatsHistory:
             except NotFoundError:
                 break  # aged out or pushed out: the history no longer holds it
             kept = _tail_of(msg)
-            if msg.subject != subject or kept.epoch != current.epoch:
+            if msg.subject != subject or kept.epoch != current.epoch or not kept.offset:
                 break
             if retention.ttl and now - kept.at > retention.ttl:
                 break
@@ -357,4 +391,4 @@ class NatsHistory:
 def _tail_of(msg: Any) -> Tail:
     headers = msg.headers or {}
     at = msg.time.timestamp() if msg.time is not None else 0.0
-    return Tail(msg.seq or 0, int(headers.get("Vws-Offset", 0)), headers.get("Vws-Epoch", ""), at)
+    return Tail(msg.seq or 0, int(headers.get(OFFSET, 0)), headers.get("Vws-Epoch", ""), at)

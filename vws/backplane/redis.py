@@ -242,7 +242,9 @@ class RedisBackplane(BrokerBackplane):
         after = "" if since is None else str(since.offset)
         try:
             reply = await self._read_history(
-                keys=self._history_keys(path, room), args=[after], client=self._client
+                keys=self._history_keys(path, room),
+                args=[after, new_epoch(), int(retention.ttl * 1000)],
+                client=self._client,
             )
         except (aioredis.RedisError, OSError) as exc:
             raise BrokerError(f"backplane {self.url}: {exc}") from exc

@@ -10,7 +10,9 @@ Redis is the one authority for positions: :data:`PUBLISH` gives a frame the room
 keeps it and publishes it on the room's channel in one atomic step, so every subscriber hears a
 room's frames in offset order, whichever node published them. The offset and the epoch live in
 one hash, so they are lost together (flush, eviction, expiry) and a lost history always starts
-again at offset 1 in a new epoch. Times are Redis's own, so node clocks do not matter.
+again in a new epoch. Reading a room that has no history begins one (offset 0, a new epoch),
+so a client that joined before the first frame can tell a history lost while it was away.
+Times are Redis's own, so node clocks do not matter.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ PUBLISH = """
 local pos, frames = KEYS[1], KEYS[2]
 local offset = redis.call('HINCRBY', pos, 'o', 1)
 local epoch = redis.call('HGET', pos, 'e')
-if offset == 1 or not epoch then
+if not epoch then
   offset, epoch = 1, ARGV[5]
   redis.call('HSET', pos, 'o', 1, 'e', epoch)
   redis.call('DEL', frames)
@@ -52,12 +54,19 @@ redis.call('PUBLISH', ARGV[2], ARGV[7] .. cmsgpack.pack(text) .. ARGV[8])
 return offset
 """
 
-#: KEYS: pos, frames. ARGV: the offset after which frames are wanted ('' for none).
+#: KEYS: pos, frames. ARGV: the offset after which frames are wanted ('' for none), a fresh
+#: epoch and the room's ttl in ms (0: none). A room with no history is begun at offset 0 in
+#: that epoch, so a client joining it before its first frame stands at a named position.
 #: Reply: {offset, epoch, Redis's time in ms, entries after that offset (XRANGE's reply)}.
 READ = """
 local found = redis.call('HMGET', KEYS[1], 'o', 'e')
 if not found[1] or not found[2] then
-  return {0, '', 0, {}}
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'o', 0, 'e', ARGV[2])
+  if ARGV[3] ~= '0' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  end
+  found = {0, ARGV[2]}
 end
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -72,56 +73,58 @@ async def test_nodes_of_one_bus_share_positions_and_get_them_in_order():
         await two.stop()
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The memory backplane's clock, moved by hand: ``clock[0] += seconds``."""
+    now = [1000.0]
+    monkeypatch.setattr("vws.backplane.memory.time.monotonic", lambda: now[0])
+    return now
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[MemoryBackplane]:
+    """One memory node on a bus of its own."""
+    solo = MemoryBackplane("solo")
+    await solo.start(lambda _: None, ())
+    yield solo
+    await solo.stop()
+
+
 async def test_size_bounds_the_history_and_an_idle_room_past_its_ttl_starts_a_new_epoch(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float], node: MemoryBackplane
 ):
-    clock = [1000.0]
-    monkeypatch.setattr("vws.backplane.memory.time.monotonic", lambda: clock[0])
-    node = MemoryBackplane("solo")
-    await node.start(lambda _: None, ())
-    try:
-        short = Retention(size=2, ttl=60)
-        for i in range(4):
-            node.publish_positioned(Envelope(Target.ROOM, "/ws", "r", "", f'{{"i":{i}}}'), short)
-        kept = await node.history("/ws", "r", Position(0, ""), short)
-        assert not kept.recovered and kept.position.offset == 4  # 1 and 2 are gone
-        epoch = kept.position.epoch
-        assert len((await node.history("/ws", "r", Position(2, epoch), short)).frames) == 2
-        clock[0] += 61
-        after = await node.history("/ws", "r", Position(4, epoch), short)
-        assert not after.recovered and after.position.offset == 0
-        assert after.position.epoch not in ("", epoch)  # the read began a new history
-        node.publish_positioned(Envelope(Target.ROOM, "/ws", "r", "", '{"i":9}'), short)
-        fresh = await node.history("/ws", "r", Position(0, ""), short)
-        assert fresh.recovered and fresh.position.offset == 1 and fresh.position.epoch != epoch
-    finally:
-        await node.stop()
+    short = Retention(size=2, ttl=60)
+    say(node, 4, short)
+    kept = await node.history("/ws", "r", Position(0, ""), short)
+    assert not kept.recovered and kept.position.offset == 4  # 1 and 2 are gone
+    epoch = kept.position.epoch
+    assert len((await node.history("/ws", "r", Position(2, epoch), short)).frames) == 2
+    clock[0] += 61
+    after = await node.history("/ws", "r", Position(4, epoch), short)
+    assert not after.recovered and after.position.offset == 0
+    assert after.position.epoch not in ("", epoch)  # the read began a new history
+    say(node, 1, short)
+    fresh = await node.history("/ws", "r", Position(0, ""), short)
+    assert fresh.recovered and fresh.position.offset == 1 and fresh.position.epoch != epoch
 
 
 async def test_a_join_before_the_first_frame_is_told_of_a_history_lost_while_away(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float], node: MemoryBackplane
 ):
     """Joined an empty room, away while frames came and the room then idled past its ttl, and
     more came: resuming from the join is not recovered (the new frames are not all it missed)."""
-    clock = [1000.0]
-    monkeypatch.setattr("vws.backplane.memory.time.monotonic", lambda: clock[0])
-    node = MemoryBackplane("solo")
-    await node.start(lambda _: None, ())
-    try:
-        brief = Retention(size=10, ttl=60)
-        joined = (await node.history("/ws", "r", None, brief)).position
-        assert joined.offset == 0 and joined.epoch
+    brief = Retention(size=10, ttl=60)
+    joined = (await node.history("/ws", "r", None, brief)).position
+    assert joined.offset == 0 and joined.epoch
+    say(node, 3, brief)
+    assert (await node.history("/ws", "r", joined, brief)).recovered
+    clock[0] += 61
+    say(node, 2, brief)
+    resumed = await node.history("/ws", "r", joined, brief)
+    assert not resumed.recovered and resumed.position.offset == 2
 
-        def say(count: int) -> None:
-            for i in range(count):
-                frame = Envelope(Target.ROOM, "/ws", "r", "", f'{{"i":{i}}}')
-                node.publish_positioned(frame, brief)
 
-        say(3)
-        assert (await node.history("/ws", "r", joined, brief)).recovered
-        clock[0] += 61
-        say(2)
-        resumed = await node.history("/ws", "r", joined, brief)
-        assert not resumed.recovered and resumed.position.offset == 2
-    finally:
-        await node.stop()
+def say(node: MemoryBackplane, count: int, retention: Retention) -> None:
+    """Send ``count`` frames to room ``r`` of ``/ws``."""
+    for i in range(count):
+        node.publish_positioned(Envelope(Target.ROOM, "/ws", "r", "", f'{{"i":{i}}}'), retention)

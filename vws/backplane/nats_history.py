@@ -270,18 +270,12 @@ class NatsHistory:
         tail = known.get(subject) or await self._tail(subject)
         for attempt in range(ATTEMPTS):
             offset, epoch = tail.offset + 1, tail.epoch
-            if not tail.seq or (retention.ttl and time.time() - tail.at > retention.ttl):
+            if not _continues(tail, retention):
                 offset, epoch = 1, new_epoch()
             text = positioned_text(envelope.text, envelope.target, offset, epoch)
             data = encode_envelope(msgspec.structs.replace(envelope, text=text, positioned=True))
-            headers = {
-                "Nats-Expected-Last-Subject-Sequence": str(tail.seq),
-                OFFSET: str(offset),
-                "Vws-Epoch": epoch,
-                "Vws-Prev": str(tail.seq),
-            }
             try:
-                ack = await js.publish(subject, data, headers=headers)
+                ack = await js.publish(subject, data, headers=_headers(tail, offset, epoch))
             except NoStreamResponseError:  # deleted: every room starts again, in a new epoch
                 known.clear()
                 await self._grow(retention)
@@ -327,17 +321,11 @@ class NatsHistory:
             await self._grow(retention)
         for _ in range(ATTEMPTS):
             tail = await self._tail(subject)
-            if tail.seq and not (retention.ttl and time.time() - tail.at > retention.ttl):
+            if _continues(tail, retention):
                 return tail
             epoch = new_epoch()
-            headers = {
-                "Nats-Expected-Last-Subject-Sequence": str(tail.seq),
-                OFFSET: "0",
-                "Vws-Epoch": epoch,
-                "Vws-Prev": "0",
-            }
             try:
-                ack = await js.publish(subject, b"", headers=headers)
+                ack = await js.publish(subject, b"", headers=_headers(tail, 0, epoch))
             except NoStreamResponseError:  # deleted: made again, then marked
                 await self._grow(retention)
                 continue
@@ -386,6 +374,24 @@ class NatsHistory:
             seq = int((msg.headers or {}).get("Vws-Prev", 0))
         frames.reverse()
         return recover(frames, current, since)
+
+
+def _continues(tail: Tail, retention: Retention) -> bool:
+    """Whether the room's next message goes on from ``tail`` in its epoch: there is a last
+    message, and it is younger than the room's ttl."""
+    return bool(tail.seq) and not (retention.ttl and time.time() - tail.at > retention.ttl)
+
+
+def _headers(tail: Tail, offset: int, epoch: str) -> dict[str, str]:
+    """The headers of the message after ``tail``: JetStream refuses it if ``tail`` is no
+    longer the room's last."""
+    last = str(tail.seq)
+    return {
+        "Nats-Expected-Last-Subject-Sequence": last,
+        OFFSET: str(offset),
+        "Vws-Epoch": epoch,
+        "Vws-Prev": last,
+    }
 
 
 def _tail_of(msg: Any) -> Tail:

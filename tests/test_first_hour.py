@@ -25,6 +25,7 @@ from vws import logs
 from vws.protocol import encode_frame
 from vws.runtime.client import Client
 from vws.runtime.messages import Outgoing
+from vws.runtime.outbox import Outbox
 
 pytestmark = pytest.mark.anyio
 
@@ -115,6 +116,17 @@ class RecordingHost:
         raise NotImplementedError
 
 
+async def _discard(text: str) -> None:
+    return None
+
+
+def registered(host: RecordingHost) -> Client:
+    """A client as the node holds it once accepted: with a send queue (before, it may not send)."""
+    client = Client(host, "/ws", {})
+    client.outbox = Outbox(_discard, limit=1, drop_oldest=False, on_slow=lambda: None)
+    return client
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -144,7 +156,7 @@ class RecordingHost:
 def test_a_send_with_the_wrong_types_raises_at_the_call(call: Any, message: str):
     host = RecordingHost()
     with pytest.raises(TypeError) as raised:
-        call(Client(host, "/ws", {}))
+        call(registered(host))
     assert str(raised.value) == message
     assert host.sent == []
 
@@ -152,7 +164,7 @@ def test_a_send_with_the_wrong_types_raises_at_the_call(call: Any, message: str)
 @pytest.mark.parametrize("method", ["emit", "to_room", "broadcast"])
 async def test_awaiting_a_send_says_it_is_not_a_coroutine(method: str):
     host = RecordingHost()
-    client = Client(host, "/ws", {})
+    client = registered(host)
     args = ("evt", "lobby") if method == "to_room" else ("evt",)
     with pytest.raises(
         TypeError, match=rf"^{method}\(\) is not a coroutine: call it without await$"
@@ -163,7 +175,7 @@ async def test_awaiting_a_send_says_it_is_not_a_coroutine(method: str):
 
 def test_what_a_send_returns_encodes_as_null():
     """A handler that returns ``client.emit(...)`` still acks with null, as before."""
-    client = Client(RecordingHost(), "/ws", {})
+    client = registered(RecordingHost())
     assert encode_frame("ack", client.emit("evt"), 1) == '{"event":"ack","payload":null,"id":1}'
     with pytest.raises(TypeError, match="Encoding objects of type object is unsupported"):
         encode_frame("ack", object())

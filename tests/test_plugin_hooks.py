@@ -32,7 +32,7 @@ APP = """
 max_rooms_per_client = 2
 
 [plugins]
-load = ["e2e_plugins", "e2e_second_plugin", "plug_probe", "plug_crash"]
+load = ["e2e_plugins", "e2e_second_plugin", "plug_probe", "plug_crash", "plug_early"]
 
 [plugins.settings.plug_probe]
 tag = "configured"
@@ -203,6 +203,26 @@ async def test_raising_hooks_never_break_a_connection(server: FlagServer):
     log = server.log()
     for where in ("vws_joined_room", "vws_left_room", "vws_emit"):
         assert f"plugin 'plug_crash' raised in {where}" in log
+
+
+@pytest.mark.parametrize("method", ["emit", "join"])
+async def test_sending_or_joining_in_vws_connect_is_an_error_not_a_silent_loss(
+    server: FlagServer, method: str
+):
+    """Before it is registered a client has no queue: what it is sent or joins would vanish.
+    So the call raises, the connection is refused with 1011, and the log says what to do."""
+    async with websockets.connect(server.url + f"/ws?early_{method}=1") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    async with await Peer.connect(server.url + "/ws") as a:
+        await wait_for_log(
+            server,
+            a,
+            f"plugin 'plug_early' raised in vws_connect: RuntimeError: client.{method}() before "
+            "the client is registered (in middleware or vws_connect) would be lost: do it in "
+            "the route's connect handler, which runs once it is",
+        )
 
 
 async def test_a_raising_connect_hook_refuses_with_1011_and_names_the_plugin(server: FlagServer):

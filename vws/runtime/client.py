@@ -27,6 +27,15 @@ _TO_ROOM = Sent("to_room")
 _BROADCAST = Sent("broadcast")
 
 
+def _too_early(method: str) -> str:
+    """Why ``client.METHOD()`` cannot run yet: the frame or the join would be lost in silence,
+    so it is an error that says where to do it instead."""
+    return (
+        f"client.{method}() before the client is registered (in middleware or vws_connect) "
+        "would be lost: do it in the route's connect handler, which runs once it is"
+    )
+
+
 def _wrong(method: str, name: str, value: Any, order: str) -> TypeError:
     """The error for an argument of the wrong type, raised at the call rather than where the
     frame is encoded or routed, with the order a swapped call should have had."""
@@ -168,9 +177,12 @@ class Client:
 
         Raises:
             TypeError: ``event`` is not a str (the arguments swapped, most often).
+            RuntimeError: the client is not registered yet (middleware, ``vws_connect``).
         """
         if not isinstance(event, str):
             raise _wrong("emit", "event", event, "emit(event, payload)")
+        if self.outbox is None:
+            raise RuntimeError(_too_early("emit"))
         self._host.send(
             Outgoing(
                 kind="emit",
@@ -269,11 +281,14 @@ class Client:
 
         Raises:
             ValueError: ``room`` is not a string of 1 to 200 characters.
+            RuntimeError: the client is not registered yet (middleware, ``vws_connect``).
         """
         try:
             check_room(room)
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
+        if self.outbox is None:
+            raise RuntimeError(_too_early("join"))
         try:
             return await self._host.join(self, room)
         except ProtocolError:

@@ -85,13 +85,11 @@ class Histories:
     def keep(self, key: tuple[str, str], text: str, retention: Retention) -> str:
         """Give the frame the room's next position and keep it; its positioned text."""
         now = time.monotonic()
-        history = self.get(key, retention, now)
-        if history is None or history.frames.maxlen != retention.size:
-            kept = history.frames if history is not None else ()
+        history = self.start(key, retention, now)
+        if history.frames.maxlen != retention.size:  # a reload changed it: the history stays
             replacement = RoomHistory(retention.size)
-            if history is not None:  # the size changed with a reload: the history stays
-                replacement.epoch, replacement.offset = history.epoch, history.offset
-                replacement.frames.extend(kept)
+            replacement.epoch, replacement.offset = history.epoch, history.offset
+            replacement.frames.extend(history.frames)
             history = replacement
         history.offset += 1
         positioned = positioned_text(text, key[1], history.offset, history.epoch)

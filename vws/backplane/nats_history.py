@@ -265,8 +265,7 @@ class NatsHistory:
             Exception: the broker is out of reach, or refused the frame.
         """
         js = self._jetstream()
-        if self._limits is None or self._limits < retention.size:
-            await self._grow(retention)
+        await self._hold(retention)
         tail = known.get(subject) or await self._tail(subject)
         for attempt in range(ATTEMPTS):
             offset, epoch = tail.offset + 1, tail.epoch
@@ -290,6 +289,12 @@ class NatsHistory:
             known[subject] = Tail(ack.seq, offset, epoch, time.time())
             return
         raise RuntimeError(f"no position for a frame of {envelope.target!r} in {ATTEMPTS} tries")
+
+    async def _hold(self, retention: Retention) -> None:
+        """Make sure the stream exists and keeps ``retention.size`` frames a room; asks the
+        server only when this node does not know it already does."""
+        if self._limits is None or self._limits < retention.size:
+            await self._grow(retention)
 
     async def _grow(self, retention: Retention) -> None:
         """Make the stream, or let it keep ``retention.size`` frames a room (never fewer than
@@ -317,8 +322,7 @@ class NatsHistory:
         the first frame then stands at a named position, and a history lost while it is away
         is told, not taken for one it saw from the start."""
         js = self._jetstream()
-        if self._limits is None or self._limits < retention.size:
-            await self._grow(retention)
+        await self._hold(retention)
         for _ in range(ATTEMPTS):
             tail = await self._tail(subject)
             if _continues(tail, retention):

@@ -27,10 +27,10 @@ _TO_ROOM = Sent("to_room")
 _BROADCAST = Sent("broadcast")
 
 
-def _too_early(method: str) -> str:
-    """Why ``client.METHOD()`` cannot run yet: the frame or the join would be lost in silence,
-    so it is an error that says where to do it instead."""
-    return (
+def _too_early(method: str) -> RuntimeError:
+    """The error for ``client.METHOD()`` before the client is registered: the frame or the join
+    would be lost in silence, so it says where to do it instead."""
+    return RuntimeError(
         f"client.{method}() before the client is registered (in middleware or vws_connect) "
         "would be lost: do it in the route's connect handler, which runs once it is"
     )
@@ -182,7 +182,7 @@ class Client:
         if not isinstance(event, str):
             raise _wrong("emit", "event", event, "emit(event, payload)")
         if self.outbox is None:
-            raise RuntimeError(_too_early("emit"))
+            raise _too_early("emit")
         self._host.send(
             Outgoing(
                 kind="emit",
@@ -288,7 +288,7 @@ class Client:
         except ProtocolError as exc:
             raise ValueError(exc.message) from None
         if self.outbox is None:
-            raise RuntimeError(_too_early("join"))
+            raise _too_early("join")
         try:
             return await self._host.join(self, room)
         except ProtocolError:
